@@ -1,0 +1,1 @@
+"""The ``asr`` command line. Only this package reads argv/env and exits."""

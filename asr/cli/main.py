@@ -1,0 +1,53 @@
+"""Entry point of the ``asr`` command: one module per subcommand group.
+
+Each module in :data:`COMMAND_MODULES` defines ``register(subparsers)``, which
+adds its subcommand(s) and sets ``func`` (taking the parsed namespace and
+returning an exit code) as a parser default. Heavy imports (torch, kaldifst)
+happen inside those functions so ``asr --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from asr import __version__
+from asr.errors import AsrError
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "asr.cli.prepare",
+    "asr.cli.features",
+    "asr.cli.score",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asr",
+        description="Speech recognition pipeline: prepare data, compute features, "
+        "build graphs, train, decode, transcribe and serve.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"asr {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except AsrError as err:
+        print(f"asr {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"asr {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Atomic file output and up-to-date checks shared by every pipeline step.
+
+Steps write to a temporary file beside the target and ``os.replace`` it into
+place, so an interrupted run never leaves a half-written output behind.
+
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> with atomic_write(d / "text") as f:
+...     _ = f.write("utt1 HELLO\\n")
+>>> (d / "text").read_text()
+'utt1 HELLO\\n'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
+    """Open a temporary file beside ``path``; rename it onto ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    ``mode`` is ``"w"`` (text, UTF-8 unless ``encoding`` is given) or ``"wb"``.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write mode must be 'w' or 'wb', got {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if mode == "w":
+        open_kwargs.setdefault("encoding", "utf-8")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (UTF-8)."""
+    with atomic_write(path, "w") as handle:
+        handle.write(text)
+
+
+def is_up_to_date(
+    outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike]
+) -> bool:
+    """True when every output exists and is newer than every existing input."""
+    out_paths = [Path(p) for p in outputs]
+    if not out_paths or not all(p.exists() for p in out_paths):
+        return False
+    oldest_output = min(p.stat().st_mtime for p in out_paths)
+    in_times = [Path(p).stat().st_mtime for p in inputs if Path(p).exists()]
+    return not in_times or max(in_times) <= oldest_output
