@@ -1,0 +1,38 @@
+"""Kaldi data directories and corpus preparers (AN4, FSDD, yesno).
+
+>>> from asr.data import read_data_dir, prepare_yesno  # doctest: +SKIP
+>>> sets = prepare_yesno("../shared/data/yesno", "data/yesno")  # doctest: +SKIP
+>>> len(sets["train"]), len(sets["test"])  # doctest: +SKIP
+(30, 30)
+"""
+
+from asr.data.an4 import prepare_an4, select_dev_speakers
+from asr.data.datadir import (
+    DATA_DIR_FILES,
+    DataDir,
+    read_data_dir,
+    read_kaldi_map,
+    total_duration_seconds,
+    validate_data_dir,
+    write_data_dir,
+    write_data_dirs,
+    write_kaldi_map,
+)
+from asr.data.fsdd import prepare_fsdd
+from asr.data.yesno import prepare_yesno
+
+__all__ = [
+    "DATA_DIR_FILES",
+    "DataDir",
+    "prepare_an4",
+    "prepare_fsdd",
+    "prepare_yesno",
+    "read_data_dir",
+    "read_kaldi_map",
+    "select_dev_speakers",
+    "total_duration_seconds",
+    "validate_data_dir",
+    "write_data_dir",
+    "write_data_dirs",
+    "write_kaldi_map",
+]
