@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "asr.cli.prepare",
     "asr.cli.features",
     "asr.cli.score",
+    "asr.cli.lang",
 )
 
 
