@@ -39,12 +39,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from asr.errors import ScoringError
+from asr.data.datadir import read_kaldi_map
+from asr.errors import DataDirError, ScoringError
 from asr.fileio import atomic_write_text
 
 __all__ = [
@@ -300,29 +300,16 @@ def read_text_file(path: str | os.PathLike) -> dict[str, str]:
     """Read a Kaldi ``text`` file: ``utt_id word1 word2 ...`` per line.
 
     Returns ``utt_id -> transcript`` (words joined by single spaces; a line
-    with only an ``utt_id`` is an empty transcript) in file order. Raises
-    :class:`ScoringError` naming the file and line for a missing or
-    undecodable file, a blank line or a repeated ``utt_id``.
+    with only an ``utt_id`` is an empty transcript) in file order. Parsing is
+    :func:`asr.data.read_kaldi_map`'s; its errors (missing file, blank line,
+    duplicate ``utt_id``, bad UTF-8, each naming the file and line) are
+    re-raised as :class:`ScoringError`.
     """
-    path = Path(path)
     try:
-        content = path.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise ScoringError(f"{path}: no such text file") from err
-    except UnicodeDecodeError as err:
-        raise ScoringError(f"{path}: not valid UTF-8 ({err})") from err
-    except OSError as err:
-        raise ScoringError(f"{path}: cannot read text file ({err})") from err
-    texts: dict[str, str] = {}
-    for line_no, line in enumerate(content.splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            raise ScoringError(f"{path}:{line_no}: blank line (expected 'utt_id word ...')")
-        utt_id = fields[0]
-        if utt_id in texts:
-            raise ScoringError(f"{path}:{line_no}: duplicate utt_id {utt_id!r}")
-        texts[utt_id] = " ".join(fields[1:])
-    return texts
+        texts = read_kaldi_map(path, allow_empty_value=True)
+    except DataDirError as err:
+        raise ScoringError(str(err)) from err
+    return {utt_id: " ".join(text.split()) for utt_id, text in texts.items()}
 
 
 def _op(ref: str | None, hyp: str | None) -> str:
