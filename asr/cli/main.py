@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "asr.cli.features",
     "asr.cli.score",
     "asr.cli.lang",
+    "asr.cli.lm",
 )
 
 

@@ -1,0 +1,105 @@
+"""G.fst: the grammar (language-model) transducer, built from an ARPA file by Kaldi's arpa2fst.
+
+:func:`arpa_to_g` checks the ARPA file and the ``words.txt`` symbol table first (kaldilm
+aborts the whole process on bad input, and silently drops n-grams whose words are missing
+from the symbol table), then calls :func:`kaldilm.arpa2fst`. As in Kaldi's
+``arpa2fst --disambig-symbol=#0 --read-symbol-table=words.txt``, back-off arcs carry ``#0`` on
+the input side and epsilon on the output side, ``<s>`` and ``</s>`` become epsilons (``</s>`` is
+the final weight), and weights are ``-ln P`` (tropical semiring).
+
+>>> arpa_to_g("lm.arpa", words_txt="lang/words.txt", out_path="lang/G.fst")  # doctest: +SKIP
+PosixPath('lang/G.fst')
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from asr.errors import GraphError
+from asr.fileio import atomic_write
+from asr.lang.arpa import BOS, EOS, read_arpa
+
+__all__ = ["arpa_to_g", "read_word_symbols"]
+
+
+def read_word_symbols(words_txt: str | os.PathLike) -> dict[str, int]:
+    """``word -> id`` of a Kaldi/OpenFst symbol table (``word id`` per line)."""
+    path = Path(words_txt)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise GraphError(f"{path}: word symbol table not found") from None
+    except UnicodeDecodeError as err:
+        raise GraphError(f"{path}: not UTF-8 text ({err})") from None
+    symbols: dict[str, int] = {}
+    for line_no, line in enumerate(lines, start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or not fields[1].isdigit():
+            raise GraphError(f"{path}:{line_no}: expected 'symbol id', got {line!r}")
+        if fields[0] in symbols:
+            raise GraphError(f"{path}:{line_no}: duplicate symbol {fields[0]!r}")
+        symbols[fields[0]] = int(fields[1])
+    if not symbols:
+        raise GraphError(f"{path}: the symbol table is empty")
+    return symbols
+
+
+def arpa_to_g(
+    arpa_path: str | os.PathLike,
+    *,
+    words_txt: str | os.PathLike,
+    out_path: str | os.PathLike,
+    disambig_symbol: str = "#0",
+    max_order: int | None = None,
+) -> Path:
+    """Compile ``arpa_path`` into a binary OpenFst ``G.fst`` at ``out_path`` (atomically).
+
+    ``words_txt``: the word symbol table (must contain every ARPA word, ``<s>``, ``</s>`` and
+    ``disambig_symbol``). ``disambig_symbol``: input label of back-off arcs (``""`` keeps
+    epsilons and ``<s>``/``</s>`` labels, as arpa2fst without ``--disambig-symbol``).
+    ``max_order``: use n-grams up to this order only (``None``: all).
+    Raises :class:`GraphError` (or :class:`asr.errors.LmError` for a malformed ARPA file).
+    """
+    arpa_path, words_txt, out_path = Path(arpa_path), Path(words_txt), Path(out_path)
+    if max_order is not None and max_order < 1:
+        raise GraphError(f"max_order must be >= 1, got {max_order}")
+    symbols = read_word_symbols(words_txt)
+    model = read_arpa(arpa_path)  # validates the file; LmError names the bad line
+    for required in (BOS, EOS):
+        if required not in model.word_to_id:
+            raise GraphError(f"{arpa_path}: the ARPA file has no {required} unigram")
+    required_symbols = [BOS, EOS] + ([disambig_symbol] if disambig_symbol else [])
+    missing_special = [s for s in required_symbols if s not in symbols]
+    if missing_special:
+        raise GraphError(f"{words_txt}: missing symbol(s) {' '.join(missing_special)}")
+    unknown = [w for w in model.vocab if w not in symbols]
+    if unknown:
+        shown = " ".join(unknown[:20]) + (" ..." if len(unknown) > 20 else "")
+        raise GraphError(
+            f"{arpa_path}: {len(unknown)} word(s) of the ARPA file are not in {words_txt}: {shown}"
+        )
+    import kaldilm  # heavy import, only when needed
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".arpa2fst.", dir=out_path.parent) as tmp_dir:
+        tmp_fst = Path(tmp_dir) / "G.fst"
+        try:
+            kaldilm.arpa2fst(
+                input_arpa=str(arpa_path),
+                output_fst=str(tmp_fst),
+                disambig_symbol=disambig_symbol,
+                read_symbol_table=str(words_txt),
+                max_order=-1 if max_order is None else int(max_order),
+            )
+        except RuntimeError as err:  # pragma: no cover - kaldilm usually aborts instead
+            raise GraphError(f"{arpa_path}: arpa2fst failed: {err}") from err
+        if not tmp_fst.is_file() or tmp_fst.stat().st_size == 0:
+            raise GraphError(f"{arpa_path}: arpa2fst wrote no FST")
+        with tmp_fst.open("rb") as src, atomic_write(out_path, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    return out_path
