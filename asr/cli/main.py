@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "asr.cli.score",
     "asr.cli.lang",
     "asr.cli.lm",
+    "asr.cli.hmm",
+    "asr.cli.graph",
 )
 
 
