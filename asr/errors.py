@@ -57,3 +57,7 @@ class DecodeError(AsrError):
 
 class ModelError(AsrError):
     """A model file or directory is missing, corrupt or inconsistent."""
+
+
+class TrainingError(AsrError):
+    """Neural-network training got invalid data, configuration or checkpoint."""
