@@ -37,10 +37,19 @@ from asr.lang.topology import Topology
 _MIN_PROB = 1.0e-20
 
 
+_PHONE_BITS, _STATE_BITS, _PDF_BITS = 15, 8, 20  # 63 bits in all
+
+
 def _tuple_keys(tuples: np.ndarray) -> np.ndarray:
-    """Order-preserving int64 keys of ``(phone, hmm_state, forward_pdf, self_loop_pdf)`` rows."""
+    """Order-preserving int64 keys of ``(phone, hmm_state, forward_pdf, self_loop_pdf)`` rows
+    (rows outside the bit budget get key -1, which matches nothing)."""
     t = tuples.astype(np.int64)
-    return ((t[:, 0] << 12 | t[:, 1]) << 24 | t[:, 2]) << 24 | t[:, 3]
+    limits = np.array([1 << _PHONE_BITS, 1 << _STATE_BITS, 1 << _PDF_BITS, 1 << _PDF_BITS])
+    inside = np.all((t >= 0) & (t < limits), axis=1)
+    keys = (t[:, 0] << _STATE_BITS) | t[:, 1]
+    keys = (keys << _PDF_BITS) | t[:, 2]
+    keys = (keys << _PDF_BITS) | t[:, 3]
+    return np.where(inside, keys, -1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,6 +79,11 @@ class TransitionModel:
     def __post_init__(self) -> None:
         tuples = np.asarray(self.tuples, dtype=np.int32).reshape(-1, 4)
         keys = _tuple_keys(tuples)
+        if np.any(keys < 0):
+            raise ModelError(
+                f"transition-state tuples need phones < 2^{_PHONE_BITS}, HMM states < "
+                f"2^{_STATE_BITS} and pdfs < 2^{_PDF_BITS}"
+            )
         if len(keys) > 1 and not np.all(keys[1:] > keys[:-1]):
             raise ModelError("transition-state tuples must be sorted and unique")
         if tuples.size and (tuples[:, 2:].max() >= self.num_pdfs or tuples[:, 2:].min() < 0):
