@@ -28,7 +28,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from asr.errors import LangError
@@ -73,15 +73,24 @@ class Lexicon:
 
     entries: tuple[LexiconEntry, ...]
     silence_phones: frozenset[str] = frozenset()
+    _index: dict[str, list[int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        index: dict[str, list[int]] = {}
         seen: set[tuple[str, tuple[str, ...]]] = set()
-        for entry in self.entries:
-            _check_entry(entry.word, entry.pron, entry.prob, where="lexicon")
+        for i, entry in enumerate(self.entries):
             key = (entry.word, entry.pron)
             if key in seen:
                 raise LangError(f"lexicon: duplicate entry {entry.word} {' '.join(entry.pron)}")
             seen.add(key)
+            if not entry.pron or not 0.0 < entry.prob <= 1.0:
+                _check_entry(entry.word, entry.pron, entry.prob, where="lexicon")
+            index.setdefault(entry.word, []).append(i)
+        for word in index:
+            _check_word(word, where="lexicon")
+        for phone in {p for e in self.entries for p in e.pron}:
+            _check_phone(phone, where="lexicon")
+        object.__setattr__(self, "_index", index)
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[str, str | Sequence[str]]]) -> Lexicon:
@@ -96,12 +105,12 @@ class Lexicon:
         return len(self.entries)
 
     def __contains__(self, word: object) -> bool:
-        return any(e.word == word for e in self.entries)
+        return word in self._index
 
     @property
     def words(self) -> tuple[str, ...]:
         """Distinct words, sorted (C-locale order, as Kaldi's words.txt)."""
-        return tuple(sorted({e.word for e in self.entries}))
+        return tuple(sorted(self._index))
 
     @property
     def phones(self) -> tuple[str, ...]:
@@ -114,7 +123,7 @@ class Lexicon:
 
     def prons(self, word: str) -> list[tuple[tuple[str, ...], float]]:
         """The ``(pron, prob)`` list of ``word`` (empty when absent)."""
-        return [(e.pron, e.prob) for e in self.entries if e.word == word]
+        return [(self.entries[i].pron, self.entries[i].prob) for i in self._index.get(word, [])]
 
     def merge(self, other: Lexicon) -> Lexicon:
         """Entries of ``self`` then new entries of ``other``; silence phones united."""
@@ -144,14 +153,23 @@ class Lexicon:
         atomic_write_text(path, self.to_text(with_probs=with_probs))
 
 
-def _check_entry(word: str, pron: tuple[str, ...], prob: float, *, where: str) -> None:
+def _check_word(word: str, *, where: str) -> None:
     if word in RESERVED_WORDS or word.startswith("#"):
         raise LangError(f"{where}: {word!r} is reserved and cannot be a lexicon word")
+
+
+def _check_phone(phone: str, *, where: str, word: str = "") -> None:
+    if phone == "<eps>" or phone.startswith("#"):
+        owner = f"word {word!r} uses " if word else ""
+        raise LangError(f"{where}: {owner}reserved phone {phone!r}")
+
+
+def _check_entry(word: str, pron: tuple[str, ...], prob: float, *, where: str) -> None:
+    _check_word(word, where=where)
     if not pron:
         raise LangError(f"{where}: word {word!r} has an empty pronunciation")
     for phone in pron:
-        if phone == "<eps>" or phone.startswith("#"):
-            raise LangError(f"{where}: word {word!r} uses reserved phone {phone!r}")
+        _check_phone(phone, where=where, word=word)
     if not 0.0 < prob <= 1.0:
         raise LangError(f"{where}: word {word!r} has probability {prob}, not in (0, 1]")
 
@@ -206,21 +224,25 @@ def read_lexicon(
     vocab = None if words is None else set(words) - SENTENCE_MARKERS
     entries: dict[tuple[str, tuple[str, ...]], LexiconEntry] = {}
     silence_phones: set[str] = set()
+    phone_map: dict[str, str] = {}  # raw phone -> checked, stress-stripped phone
     for line_no, line in enumerate(text.splitlines(), 1):
-        fields = _strip_comment(line.split())
-        if not fields:
+        head = line.split(None, 1)
+        if not head:
             continue
-        where = f"{path}:{line_no}"
-        word = fields[0]
+        word = head[0]
         match = _VARIANT.match(word)
         if match:
             word = match.group(1)
         if uppercase:
             word = word.upper()
-        if fmt == "filler" and word in SENTENCE_MARKERS:
+        if (fmt == "filler" and word in SENTENCE_MARKERS) or (
+            vocab is not None and word not in vocab
+        ):
             continue
-        if vocab is not None and word not in vocab:
-            continue
+        where = f"{path}:{line_no}"
+        fields = line.split()
+        if "#" in line:
+            fields = _strip_comment(fields)
         prob = 1.0
         phones = fields[1:]
         if fmt == "lexiconp":
@@ -231,18 +253,19 @@ def read_lexicon(
             except ValueError:
                 raise LangError(f"{where}: probability {phones[0]!r} is not a number") from None
             phones = phones[1:]
-        if strip_stress:
-            phones = [_STRESS.sub(r"\1", p) for p in phones]
-        pron = tuple(phones)
-        _check_entry(word, pron, prob, where=where)
+        for raw in phones:
+            if raw not in phone_map:
+                _check_phone(raw, where=where, word=word)
+                phone_map[raw] = _STRESS.sub(r"\1", raw) if strip_stress else raw
+        pron = tuple(phone_map[p] for p in phones)
+        _check_word(word, where=where)
+        if not pron or not 0.0 < prob <= 1.0:
+            _check_entry(word, pron, prob, where=where)
         if fmt == "filler":
             silence_phones.update(pron)
         key = (word, pron)
-        if key in entries:
-            if prob > entries[key].prob:
-                entries[key] = LexiconEntry(word=word, pron=pron, prob=prob)
-            continue
-        entries[key] = LexiconEntry(word=word, pron=pron, prob=prob)
+        if key not in entries or prob > entries[key].prob:
+            entries[key] = LexiconEntry(word=word, pron=pron, prob=prob)
     if vocab is not None:
         missing = sorted(vocab - {w for w, _ in entries})
         if missing and not allow_missing:
@@ -251,9 +274,10 @@ def read_lexicon(
 
 
 def _strip_comment(fields: list[str]) -> list[str]:
-    """Drop a trailing ``# comment`` (a field after the word starting with '#')."""
+    """Drop a trailing ``# comment`` (a field after the word that starts with '#'
+    and is not a disambiguation symbol like ``#1``)."""
     for i, token in enumerate(fields[1:], 1):
-        if token.startswith("#"):
+        if token.startswith("#") and not token[1:].isdigit():
             return fields[:i]
     return fields
 

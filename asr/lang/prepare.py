@@ -12,7 +12,7 @@ lexicon and writes::
     topo                   Kaldi text topology (gen_topo.pl's)
     L.fst, L_disambig.fst  binary OpenFst StdVectorFst, input = phone ids, output = word ids,
                            arc-sorted on output labels (ready for composition with G)
-    lexicon.txt, lexiconp.txt, lang_config.json
+    lexicon.txt, lexiconp.txt, lexiconp_disambig.txt (with the #n), lang_config.json
 
 L.fst is Kaldi's optional-silence lexicon (``make_lexicon_fst.py``): a start
 state, a loop state where words begin and end, and a silence state. From the
@@ -360,6 +360,13 @@ def prepare_lang(
     final_lex = Lexicon(entries=tuple(entries), silence_phones=frozenset(base_sil))
     final_lex.write(out / "lexicon.txt")
     final_lex.write(out / "lexiconp.txt", with_probs=True)
+    atomic_write_text(
+        out / "lexiconp_disambig.txt",
+        "".join(
+            f"{e.word} {e.prob:g} {' '.join(e.pron)}{f' #{d}' if d else ''}\n"
+            for e, d in zip(entries, disambig, strict=True)
+        ),
+    )
     atomic_write_text(out / "lang_config.json", config.to_json())
 
     _write_list(phones_dir, "silence", phones, sil_phones)
