@@ -61,3 +61,7 @@ class ModelError(AsrError):
 
 class TrainingError(AsrError):
     """Neural-network training got invalid data, configuration or checkpoint."""
+
+
+class EstimationError(AsrError):
+    """Statistics cannot give a model or transform (no data, singular scatter matrices)."""
