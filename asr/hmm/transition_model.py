@@ -196,8 +196,10 @@ class TransitionModel:
         forward_pdf: np.ndarray,
         self_loop_pdf: np.ndarray,
     ) -> np.ndarray:
-        """Transition states (1-based) of tuples given as equal-length arrays; 0 where absent."""
-        query = np.stack(np.broadcast_arrays(phone, hmm_state, forward_pdf, self_loop_pdf), axis=1)
+        """Transition states (1-based) of tuples given as broadcastable arrays (or scalars);
+        0 where absent. Returns a 1-d array."""
+        columns = np.broadcast_arrays(phone, hmm_state, forward_pdf, self_loop_pdf)
+        query = np.stack([np.atleast_1d(c) for c in columns], axis=1)
         query_keys = _tuple_keys(query.reshape(-1, 4))
         keys = _tuple_keys(self.tuples)
         pos = np.searchsorted(keys, query_keys)
