@@ -5,6 +5,8 @@
 PosixPath('lang/G.fst')
 """
 
+from asr.graph.ctc import make_ctc_topo, mktlg
 from asr.graph.grammar import arpa_to_g
+from asr.graph.mkgraph import GraphInfo, MkGraphConfig, mkgraph
 
-__all__ = ["arpa_to_g"]
+__all__ = ["GraphInfo", "MkGraphConfig", "arpa_to_g", "make_ctc_topo", "mkgraph", "mktlg"]
