@@ -16,6 +16,7 @@ import pytest
 
 from asr.cli.main import main
 from asr.errors import LmError
+from asr.lang.arpa import truncate_model
 from asr.lang.lm import (
     NgramConfig,
     perplexity,
@@ -226,6 +227,18 @@ def test_every_history_sums_to_one(an4_dir, order, config):
     sums = np.array([d.sum() for d in dists.values()])
     np.testing.assert_allclose(sums, 1.0, atol=1e-6)
     assert all((d > 0).all() for d in dists.values())  # every word reachable from every history
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_truncated_model_stays_normalized(an4_dir, order):
+    model = train_ngram(an4_sentences(an4_dir)[::3], config=NgramConfig(order=3))
+    small = truncate_model(model, order)
+    assert small.order == order and small.num_ngrams == model.num_ngrams[:order]
+    _, dists = distributions(small)
+    np.testing.assert_allclose([d.sum() for d in dists.values()], 1.0, atol=1e-6)
+    assert truncate_model(model, 3) is model
+    with pytest.raises(LmError, match="cannot truncate"):
+        truncate_model(small, order + 1)
 
 
 def test_min_count_prunes_but_keeps_histories(an4_dir):

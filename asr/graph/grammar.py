@@ -20,7 +20,7 @@ from pathlib import Path
 
 from asr.errors import GraphError
 from asr.fileio import atomic_write
-from asr.lang.arpa import BOS, EOS, read_arpa
+from asr.lang.arpa import BOS, EOS, read_arpa, truncate_model, write_arpa
 
 __all__ = ["arpa_to_g", "read_word_symbols"]
 
@@ -62,7 +62,10 @@ def arpa_to_g(
     ``words_txt``: the word symbol table (must contain every ARPA word, ``<s>``, ``</s>`` and
     ``disambig_symbol``). ``disambig_symbol``: input label of back-off arcs (``""`` keeps
     epsilons and ``<s>``/``</s>`` labels, as arpa2fst without ``--disambig-symbol``).
-    ``max_order``: use n-grams up to this order only (``None``: all).
+    ``max_order``: use n-grams up to this order only (``None``: all). The model is truncated
+    here (higher orders dropped, back-off weights of the new top order reset to 1) and the
+    truncated ARPA handed to arpa2fst; kaldilm's own ``max_order`` keeps those back-off
+    weights, which makes G unnormalized (every word's weight is paid once more).
     Raises :class:`GraphError` (or :class:`asr.errors.LmError` for a malformed ARPA file).
     """
     arpa_path, words_txt, out_path = Path(arpa_path), Path(words_txt), Path(out_path)
@@ -88,13 +91,16 @@ def arpa_to_g(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".arpa2fst.", dir=out_path.parent) as tmp_dir:
         tmp_fst = Path(tmp_dir) / "G.fst"
+        input_arpa = arpa_path
+        if max_order is not None and max_order < model.order:
+            input_arpa = Path(tmp_dir) / f"order{max_order}.arpa"
+            write_arpa(truncate_model(model, max_order), input_arpa)
         try:
             kaldilm.arpa2fst(
-                input_arpa=str(arpa_path),
+                input_arpa=str(input_arpa),
                 output_fst=str(tmp_fst),
                 disambig_symbol=disambig_symbol,
                 read_symbol_table=str(words_txt),
-                max_order=-1 if max_order is None else int(max_order),
             )
         except RuntimeError as err:  # pragma: no cover - kaldilm usually aborts instead
             raise GraphError(f"{arpa_path}: arpa2fst failed: {err}") from err

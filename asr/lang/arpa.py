@@ -48,6 +48,7 @@ __all__ = [
     "NgramModel",
     "read_arpa",
     "read_arpa_vocab",
+    "truncate_model",
     "write_arpa",
 ]
 
@@ -194,6 +195,19 @@ class NgramModel:
         """log10 P of each word of one sentence and of the final ``</s>`` (NaN at OOVs)."""
         ids = self.map_words([BOS, *words, EOS])
         return self.score_ids(ids, np.arange(len(ids)))[1:]
+
+
+def truncate_model(model: NgramModel, order: int) -> NgramModel:
+    """The ``order``-gram model inside ``model``: higher orders dropped, and the back-off
+    weights of the new highest order reset to 1 (a history has at most ``order - 1`` words,
+    so they are never used). The result is normalized whenever ``model`` is."""
+    if not 1 <= order <= model.order:
+        raise LmError(f"cannot truncate an order-{model.order} model to order {order}")
+    if order == model.order:
+        return model
+    top = model.tables[order - 1]
+    top = NgramTable(keys=top.keys, logprob=top.logprob, backoff=np.zeros_like(top.backoff))
+    return NgramModel(vocab=model.vocab, tables=(*model.tables[: order - 1], top), unk=model.unk)
 
 
 # ---------------------------------------------------------------------------------------------
