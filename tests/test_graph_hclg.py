@@ -140,6 +140,13 @@ def test_fst_arrays_round_trip(tmp_path):
     assert arrays.to_fst().to_str() == fst.to_str()
     arrays.write(tmp_path / "x.fst")
     assert kaldifst.StdVectorFst.read(str(tmp_path / "x.fst")).to_str() == fst.to_str()
+    symbols = kaldifst.SymbolTable()
+    for index, name in enumerate(["<eps>", "a", "b"]):
+        symbols.add_symbol(name, index)
+    with_symbols = kaldifst.compile("0 1 a b 0.5\n1\n", isymbols=symbols, osymbols=symbols,
+                                    keep_isymbols=True, keep_osymbols=True)  # fmt: skip
+    arrays = FstArrays.from_fst(with_symbols)  # stored symbol tables are skipped
+    assert (arrays.ilabel.tolist(), arrays.olabel.tolist()) == ([1], [2])
     (tmp_path / "bad.fst").write_bytes(b"not an fst at all")
     with pytest.raises(GraphError, match="not an OpenFst"):
         FstArrays.read(tmp_path / "bad.fst")

@@ -41,6 +41,7 @@ from asr.hmm.transition_model import TransitionModel
 from asr.hmm.tree import ContextDependency
 
 _MAGIC = 2125659606
+_SYMBOL_TABLE_MAGIC = 2125658996
 _VECTOR_VERSION = 2
 _PROPS_EXPANDED_MUTABLE = 0x3  # every other property "unknown": OpenFst recomputes on demand
 
@@ -132,12 +133,21 @@ def _read_vector_fst(data: bytes, where: str) -> FstArrays:
         raise GraphError(f"{where}: expected a standard-arc vector FST, got {names}")
     pos, _version = take(pos, "<i4")
     pos, flags = take(pos, "<i4")
-    if flags & 0x3:
-        raise GraphError(f"{where}: FSTs with stored symbol tables are not supported here")
     pos, _props = take(pos, "<u8")
     pos, start = take(pos, "<i8")
     pos, num_states = take(pos, "<i8")
     pos, _num_arcs = take(pos, "<i8")  # OpenFst leaves this 0 in vector files
+    for flag in (0x1, 0x2):  # stored input / output symbol tables: skip them
+        if flags & flag:
+            pos, magic = take(pos, "<i4")
+            if magic != _SYMBOL_TABLE_MAGIC:
+                raise GraphError(f"{where}: malformed symbol table in the FST header")
+            pos, length = take(pos, "<i4")
+            pos, _available_key = take(pos + length, "<i8")
+            pos, num_symbols = take(pos, "<i8")
+            for _ in range(num_symbols):
+                pos, length = take(pos, "<i4")
+                pos, _key = take(pos + length, "<i8")
     if num_states < 0:
         raise GraphError(f"{where}: FST header lacks the number of states")
     num_arcs = _count_arcs(buf, pos, num_states)
