@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# AN4 recipe: CMU's alphanumeric census corpus, from the official layout to decoding graphs.
+#
+# Usage: recipes/an4/run.sh [--corpus-dir DIR] [--stage N] [--stop-stage M] [--nj N] [--lm-order N]
+#   --corpus-dir DIR  AN4 in its official layout (default: $ASR_CORPORA/an4, else ../shared/data/an4
+#                     next to the checkout). The official test portion is used when present.
+#   --stage/--stop-stage  run only stages N..M (default: all). Finished steps are skipped when
+#                     their outputs are newer than their inputs.
+#   --nj N            parallel jobs for data-parallel stages (default: 2)
+#   --lm-order N      n-gram order of the word LM (default: 3)
+# Stages:
+#   0 data dirs (train, speaker-disjoint dev carved from train, test when present)
+#   1 MFCC features + per-speaker CMVN stats
+#   2 lang dir (an4.dic + an4.filler), L.fst
+#   3 word LM on the training transcripts (Kneser-Ney), G.fst
+#   4 monophone HMM topology/transition model and its HCLG graph
+# Outputs: data/an4/{train,dev,test,lang}, exp/an4/... (relative to the repository root).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+
+stage=0
+stop_stage=100
+corpus_dir="${ASR_CORPORA:-$root/../shared/data}/an4"
+nj=2
+lm_order=3
+. "$root/recipes/common.sh"
+# Paths given relative to where the user stands; the recipe then works from the repository root.
+corpus_dir="$(realpath -m "$corpus_dir")"
+cd "$root"
+
+data=data/an4
+exp=exp/an4
+sets="train dev"
+[ -f "$corpus_dir/etc/an4_test.fileids" ] && sets="$sets test"
+
+if stage_ok 0; then
+  log "stage 0: data directories from $corpus_dir"
+  asr prepare an4 --corpus-dir "$corpus_dir" --out "$data"
+fi
+
+if stage_ok 1; then
+  log "stage 1: MFCC features"
+  for set in $sets; do
+    asr features compute "$data/$set" --type mfcc --nj "$nj"
+  done
+fi
+
+if stage_ok 2; then
+  log "stage 2: lang directory"
+  asr lang prepare --dict "$corpus_dir/etc/an4.dic" --filler "$corpus_dir/etc/an4.filler" \
+    --out "$data/lang"
+fi
+
+if stage_ok 3; then
+  log "stage 3: ${lm_order}-gram LM and G.fst"
+  asr lm train "$data/train/text" --order "$lm_order" --vocab "$data/lang/words.txt" \
+    --heldout "$data/dev/text" --out "$data/lang/lm.arpa"
+  asr lm to-g "$data/lang/lm.arpa" --words "$data/lang/words.txt" --out "$data/lang/G.fst"
+fi
+
+if stage_ok 4; then
+  log "stage 4: monophone model topology and HCLG"
+  asr hmm init-mono "$data/lang" --out "$exp/mono0"
+  asr graph mkgraph "$data/lang" "$exp/mono0" "$exp/mono0/graph"
+fi
+
+log "done"

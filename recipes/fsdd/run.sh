@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# FSDD recipe: Free Spoken Digit Dataset, 3000 isolated digits, 6 speakers, 8 kHz.
+#
+# Usage: recipes/fsdd/run.sh [--corpus-dir DIR] [--stage N] [--stop-stage M] [--nj N]
+#   --corpus-dir DIR  FSDD (default: $ASR_CORPORA/fsdd, else ../shared/data/fsdd)
+#   --stage/--stop-stage  run only stages N..M (default: all)
+#   --nj N            parallel jobs (default: 2)
+#   --cmudict FILE    CMUdict (default: $ASR_CORPORA/cmudict/cmudict.dict)
+# Stages:
+#   0 data dirs (documented split: takes 0-4 test, 5-49 train)
+#   1 MFCC features + CMVN stats
+#   2 lang dir: the ten digit words from CMUdict
+#   3 unigram LM over the digits and G.fst
+#   4 monophone HMM topology/transition model and its HCLG graph
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+
+stage=0
+stop_stage=100
+corpus_dir="${ASR_CORPORA:-$root/../shared/data}/fsdd"
+cmudict="${ASR_CORPORA:-$root/../shared/data}/cmudict/cmudict.dict"
+nj=2
+. "$root/recipes/common.sh"
+# Paths given relative to where the user stands; the recipe then works from the repository root.
+corpus_dir="$(realpath -m "$corpus_dir")"
+cmudict="$(realpath -m "$cmudict")"
+cd "$root"
+
+data=data/fsdd
+exp=exp/fsdd
+
+if stage_ok 0; then
+  log "stage 0: data directories from $corpus_dir"
+  asr prepare fsdd --corpus-dir "$corpus_dir" --out "$data"
+fi
+
+if stage_ok 1; then
+  log "stage 1: MFCC features"
+  for set in train test; do
+    asr features compute "$data/$set" --type mfcc --nj "$nj"
+  done
+fi
+
+if stage_ok 2; then
+  log "stage 2: lang directory"
+  asr lang prepare --dict "$cmudict" --uppercase --words "$data/train/text" --out "$data/lang"
+fi
+
+if stage_ok 3; then
+  log "stage 3: unigram LM and G.fst"
+  asr lm train "$data/train/text" --order 1 --vocab "$data/lang/words.txt" --out "$data/lang/lm.arpa"
+  asr lm to-g "$data/lang/lm.arpa" --words "$data/lang/words.txt" --out "$data/lang/G.fst"
+fi
+
+if stage_ok 4; then
+  log "stage 4: monophone model topology and HCLG"
+  asr hmm init-mono "$data/lang" --out "$exp/mono0"
+  asr graph mkgraph "$data/lang" "$exp/mono0" "$exp/mono0/graph"
+fi
+
+log "done"

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# yesno recipe (OpenSLR SLR1): 60 utterances of 8 Hebrew "yes"/"no" words, one speaker, 8 kHz.
+#
+# Usage: recipes/yesno/run.sh [--corpus-dir DIR] [--stage N] [--stop-stage M] [--nj N]
+#   --corpus-dir DIR  the yesno corpus (default: $ASR_CORPORA/yesno, else ../shared/data/yesno)
+#   --stage/--stop-stage  run only stages N..M (default: all)
+#   --nj N            parallel jobs (default: 1; there is one speaker)
+# Stages:
+#   0 data dirs (Kaldi's split: first 30 sorted files train, last 30 test)
+#   1 MFCC features + CMVN stats
+#   2 lang dir from the two-word lexicon in recipes/yesno/local/lexicon.txt
+#   3 unigram LM over YES/NO and G.fst
+#   4 monophone HMM topology/transition model and its HCLG graph
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+
+stage=0
+stop_stage=100
+corpus_dir="${ASR_CORPORA:-$root/../shared/data}/yesno"
+nj=1
+. "$root/recipes/common.sh"
+# Paths given relative to where the user stands; the recipe then works from the repository root.
+corpus_dir="$(realpath -m "$corpus_dir")"
+cd "$root"
+
+data=data/yesno
+exp=exp/yesno
+
+if stage_ok 0; then
+  log "stage 0: data directories from $corpus_dir"
+  asr prepare yesno --corpus-dir "$corpus_dir" --out "$data"
+fi
+
+if stage_ok 1; then
+  log "stage 1: MFCC features"
+  for set in train test; do
+    asr features compute "$data/$set" --type mfcc --nj "$nj"
+  done
+fi
+
+if stage_ok 2; then
+  log "stage 2: lang directory"
+  asr lang prepare --dict recipes/yesno/local/lexicon.txt --out "$data/lang"
+fi
+
+if stage_ok 3; then
+  log "stage 3: unigram LM and G.fst"
+  asr lm train "$data/train/text" --order 1 --vocab "$data/lang/words.txt" --out "$data/lang/lm.arpa"
+  asr lm to-g "$data/lang/lm.arpa" --words "$data/lang/words.txt" --out "$data/lang/G.fst"
+fi
+
+if stage_ok 4; then
+  log "stage 4: monophone model topology and HCLG"
+  asr hmm init-mono "$data/lang" --out "$exp/mono0"
+  asr graph mkgraph "$data/lang" "$exp/mono0" "$exp/mono0/graph"
+fi
+
+log "done"
