@@ -312,11 +312,8 @@ class FeatureExtractor:
                 low_freq=config.low_freq,
                 high_freq=config.high_freq,
             )
-            # Only the rows of FFT bins some triangle covers take part in the matmul.
-            nonzero = np.flatnonzero(banks.any(axis=1))
-            self._bin_lo, self._bin_hi = int(nonzero[0]), int(nonzero[-1]) + 1
             self.mel_banks = banks.astype(np.float32)
-            self._mel_used = np.ascontiguousarray(self.mel_banks[self._bin_lo : self._bin_hi])
+            self._mel_interleaved = np.repeat(self.mel_banks, 2, axis=0)
         if self.kind == "mfcc":
             dct = F.dct_matrix(num_ceps=config.num_ceps, num_mel_bins=config.num_mel_bins)
             lifter = F.lifter_coeffs(
@@ -334,8 +331,9 @@ class FeatureExtractor:
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """Features (num_frames, dim) float32 of ``samples`` (num_samples,) in [-1, 1]."""
         samples = _check_samples(samples, self.config.sampling_rate, self.config)
+        dtype = np.float64 if self.kind in ("lpc", "lpcc") else np.float32
         frames = F.frame_signal(
-            samples,
+            samples.astype(dtype, copy=False),
             frame_length=self.frame_length,
             frame_shift=self.frame_shift,
             snip_edges=self.config.snip_edges,
@@ -373,12 +371,11 @@ class FeatureExtractor:
             energy = np.einsum("ij,ij->i", buf, buf)
         else:
             energy = raw_energy
-        spectrum = np.fft.rfft(buf, axis=1)[:, self._bin_lo : self._bin_hi]
-        power = np.square(spectrum.real)
-        power += np.square(spectrum.imag)
-        if self.kind == "fbank" and not config.use_power:
-            np.sqrt(power, out=power)
-        mel = power @ self._mel_used
+        mel = F.power_spectrum_mel(
+            buf,
+            mel_interleaved=self._mel_interleaved,
+            use_power=self.kind == "mfcc" or config.use_power,
+        )
         if self.kind == "mfcc" or config.use_log_fbank:
             F.log_floor(mel)
         if self.kind == "mfcc":
@@ -442,7 +439,7 @@ def _checked_extractor(config: Any, expected: type) -> FeatureExtractor:
 
 def compute_mfcc(
     samples: np.ndarray, sampling_rate: int, config: MfccConfig = MfccConfig()
-) -> np.ndarray:  # noqa: B008 (frozen)
+) -> np.ndarray:
     """Kaldi MFCC of ``samples`` (num_samples,) in [-1, 1]: (num_frames, num_ceps) float32."""
     _check_samples(samples, sampling_rate, config)
     return _checked_extractor(config, MfccConfig)(samples)
@@ -450,7 +447,7 @@ def compute_mfcc(
 
 def compute_fbank(
     samples: np.ndarray, sampling_rate: int, config: FbankConfig = FbankConfig()
-) -> np.ndarray:  # noqa: B008 (frozen)
+) -> np.ndarray:
     """Kaldi log-mel filterbank: (num_frames, num_mel_bins [+1 with use_energy]) float32."""
     _check_samples(samples, sampling_rate, config)
     return _checked_extractor(config, FbankConfig)(samples)
@@ -458,7 +455,7 @@ def compute_fbank(
 
 def compute_lpc(
     samples: np.ndarray, sampling_rate: int, config: LpcConfig = LpcConfig()
-) -> np.ndarray:  # noqa: B008 (frozen)
+) -> np.ndarray:
     """LPC coefficients ``[1, a1, ..., a_p]`` per frame: (num_frames, order + 1) float32."""
     _check_samples(samples, sampling_rate, config)
     return _checked_extractor(config, LpcConfig)(samples)
@@ -466,7 +463,7 @@ def compute_lpc(
 
 def compute_lpcc(
     samples: np.ndarray, sampling_rate: int, config: LpccConfig = LpccConfig()
-) -> np.ndarray:  # noqa: B008 (frozen)
+) -> np.ndarray:
     """LPC cepstra per frame: (num_frames, num_ceps) float32 (C0: see :class:`LpccConfig`)."""
     _check_samples(samples, sampling_rate, config)
     return _checked_extractor(config, LpccConfig)(samples)

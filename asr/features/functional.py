@@ -29,7 +29,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import numba
 import numpy as np
+import torch
 
 from asr.errors import FeatureError
 
@@ -151,6 +153,59 @@ def window_function(
     return blackman_coeff - 0.5 * np.cos(a * i) + (0.5 - blackman_coeff) * np.cos(2 * a * i)
 
 
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _process_window_kernel(
+    signal, row_step, frame_length, scale, remove_dc_offset, preemph_coeff, window, out, raw_energy
+):
+    """One compiled pass per frame: DC removal, raw energy, pre-emphasis, window, scale, zero pad.
+
+    Frame ``i`` is ``signal[i * row_step : i * row_step + frame_length]``: a
+    contiguous 1-D buffer lets the compiler vectorize the inner loops.
+    """
+    n_frames, padded_length = out.shape
+    one = preemph_coeff - preemph_coeff + 1.0
+    for i in range(n_frames):
+        row = signal[i * row_step : i * row_step + frame_length]
+        dest = out[i]
+        total = 0.0
+        if remove_dc_offset:
+            for j in range(frame_length):
+                total += row[j]
+        raw_energy[i] = total / frame_length  # the mean, held in the output dtype
+        mean = raw_energy[i]
+        energy = 0.0
+        for j in range(frame_length):
+            centred = row[j] - mean
+            energy += centred * centred
+        raw_energy[i] = energy * scale * scale
+        offset = mean * (one - preemph_coeff)
+        dest[0] = window[0] * ((row[0] - preemph_coeff * row[0] - offset) * scale)
+        for j in range(1, frame_length):
+            dest[j] = window[j] * ((row[j] - preemph_coeff * row[j - 1] - offset) * scale)
+        for j in range(frame_length, padded_length):
+            dest[j] = 0.0
+
+
+def _flat_rows(frames: np.ndarray) -> tuple[np.ndarray, int]:
+    """A 1-D contiguous view over all rows of ``frames`` and the step between row starts.
+
+    Overlapping frames from :func:`frame_signal` share one buffer, so this
+    costs nothing; other layouts are copied to C order first.
+    """
+    itemsize = frames.itemsize
+    row_stride, col_stride = frames.strides
+    if col_stride != itemsize or row_stride < 0 or row_stride % itemsize:
+        frames = np.ascontiguousarray(frames)
+        row_stride = frames.strides[0]
+    n_frames, frame_length = frames.shape
+    row_step = row_stride // itemsize
+    span = (n_frames - 1) * row_step + frame_length
+    flat = np.lib.stride_tricks.as_strided(
+        frames, shape=(span,), strides=(itemsize,), writeable=False
+    )
+    return flat, row_step
+
+
 def preprocess_frames(
     frames: np.ndarray,
     *,
@@ -163,32 +218,67 @@ def preprocess_frames(
     rng: np.random.Generator | None = None,
     dtype: type = np.float32,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Kaldi's ``ProcessWindow`` on all frames at once.
+    """Kaldi's ``ProcessWindow`` on all frames at once (one compiled pass).
 
     ``frames``: raw frames (num_frames, frame_length) in [-1, 1]; they are
-    multiplied by ``scale``, dithered, DC-removed, their raw energy taken,
-    pre-emphasised and windowed, then zero-padded to ``padded_length``.
+    multiplied by ``scale``, dithered (``dither`` times unit Gaussian noise on
+    the scaled values), DC-removed, their raw energy taken, pre-emphasised
+    (``x[0] -= c x[0]`` as Kaldi) and windowed, then zero-padded to
+    ``padded_length``. Computed in ``dtype`` (sums in float64).
 
     Returns ``(processed (num_frames, padded_length), raw_energy (num_frames,))``
     where ``raw_energy`` is the sum of squares after DC removal and before
     pre-emphasis and windowing (Kaldi's ``raw_energy=true`` energy).
     """
-    n_frames, frame_length = frames.shape
-    buf = np.empty((n_frames, padded_length), dtype=dtype)
-    buf[:, frame_length:] = 0.0
-    x = buf[:, :frame_length]
-    np.multiply(frames, scale, out=x, casting="unsafe")
+    frames = np.asarray(frames, dtype=dtype)
+    if frames.ndim != 2 or frames.shape[1] != window.shape[0] or padded_length < frames.shape[1]:
+        raise FeatureError(
+            f"frames of shape {frames.shape} do not fit a window of {window.shape[0]} samples "
+            f"padded to {padded_length}"
+        )
     if dither != 0.0:
         generator = rng if rng is not None else np.random.default_rng(0)
-        x += (dither * generator.standard_normal(size=x.shape)).astype(dtype)
-    if remove_dc_offset:
-        x -= x.mean(axis=1, keepdims=True, dtype=dtype)
-    raw_energy = np.einsum("ij,ij->i", x, x)
-    if preemph_coeff != 0.0:
-        x[:, 1:] -= dtype(preemph_coeff) * x[:, :-1]
-        x[:, 0] *= dtype(1.0 - preemph_coeff)
-    x *= window.astype(dtype, copy=False)
-    return buf, raw_energy
+        noise = generator.standard_normal(size=frames.shape).astype(dtype)
+        frames = frames + noise * dtype(dither / scale)
+    out = np.empty((frames.shape[0], padded_length), dtype=dtype)
+    raw_energy = np.empty(frames.shape[0], dtype=dtype)
+    if frames.shape[0] == 0:
+        return out, raw_energy
+    flat, row_step = _flat_rows(frames)
+    _process_window_kernel(
+        flat,
+        row_step,
+        frames.shape[1],
+        dtype(scale),
+        bool(remove_dc_offset),
+        dtype(preemph_coeff),
+        np.ascontiguousarray(window, dtype=dtype),
+        out,
+        raw_energy,
+    )
+    return out, raw_energy
+
+
+def power_spectrum_mel(
+    frames: np.ndarray, *, mel_interleaved: np.ndarray, use_power: bool = True
+) -> np.ndarray:
+    """Mel energies of processed frames: (num_frames, padded_length) -> (num_frames, num_mel_bins).
+
+    ``mel_interleaved`` is a mel matrix (padded_length // 2 + 1, num_mel_bins)
+    with every row repeated twice (``np.repeat(banks, 2, axis=0)``): the real
+    and imaginary parts of the FFT are squared in place and the mel matmul
+    adds them up, so the power spectrum is never formed on its own. With
+    ``use_power=False`` the magnitude spectrum is used instead (fbank only).
+    The FFT is ``torch.fft.rfft`` (several times faster than numpy's here).
+    """
+    spectrum = torch.fft.rfft(torch.from_numpy(frames), dim=1)
+    parts = torch.view_as_real(spectrum).reshape(spectrum.shape[0], -1)
+    parts.square_()
+    mel = torch.from_numpy(mel_interleaved)
+    if use_power:
+        return (parts @ mel).numpy()
+    magnitude = parts.view(spectrum.shape[0], -1, 2).sum(dim=2).sqrt_()
+    return (magnitude @ mel[::2]).numpy()
 
 
 def log_floor(values: np.ndarray, floor: float = FLT_EPSILON) -> np.ndarray:
