@@ -185,6 +185,14 @@ def test_graph_dir_files(setup, name):
     # self-loops were added: each self-loop arc is a real loop carrying a self-loop tid
     loops = tm.is_self_loop[arrays.ilabel]
     assert loops.any() and np.all(arrays.src[loops] == arrays.dst[loops])
+    # Kaldi's reordered self-loops: a state's self-loop belongs to the transition state of
+    # every (non-loop) arc entering it, so each HMM state's frames follow its forward arc
+    loop_tstate = np.zeros(arrays.num_states, dtype=np.int64)
+    loop_tstate[arrays.src[loops]] = tm.tid2tstate[arrays.ilabel[loops]]
+    entering = ~loops & (loop_tstate[arrays.dst] > 0)
+    assert entering.any()
+    assert np.all(tm.tid2tstate[arrays.ilabel[entering]] == loop_tstate[arrays.dst[entering]])
+    assert np.all(arrays.dst[~loops] != arrays.start) or loop_tstate[arrays.start] == 0
 
 
 def test_fstinfo_reads_hclg(setup):
