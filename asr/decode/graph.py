@@ -1,0 +1,350 @@
+"""Decoding graphs as flat CSR arrays: what the Viterbi search walks.
+
+:class:`DecodingGraph` holds any OpenFst ``StdVectorFst`` (HCLG, TLG, ...)
+flattened into numpy arrays. Per state ``s`` the emitting arcs (ilabel != 0)
+are ``arc_start[s] : eps_start[s]`` and the epsilon (non-emitting) arcs are
+``eps_start[s] : arc_start[s + 1]``. Every arc has ``ilabel``, ``olabel``,
+``weight`` (float32 cost, tropical) and ``nextstate``; emitting arcs also carry
+``pdf``, the column of the score matrix they read, through the map
+``ilabel_to_pdf: (num_ilabels,) int32`` (entry 0 is -1 for epsilon; for HCLG
+ilabel = transition-id and the map is tid -> pdf; for TLG ilabel = token + 1).
+
+Binary ``vector`` FST files (what kaldifst/OpenFst write) are parsed directly
+with numpy/numba, which is much faster than iterating arcs through kaldifst;
+other FST types fall back to kaldifst's iterators.
+
+>>> import kaldifst
+>>> fst = kaldifst.StdVectorFst()
+>>> s0, s1 = fst.add_state(), fst.add_state()
+>>> fst.start = s0
+>>> fst.add_arc(state=s0, arc=kaldifst.StdArc(1, 5, 0.5, s1))
+>>> fst.set_final(state=s1, weight=0.0)
+>>> g = DecodingGraph.from_fst(fst, ilabel_to_pdf=[-1, 0])
+>>> g.num_states, g.num_arcs, int(g.pdf[0]), int(g.olabel[0])
+(2, 1, 0, 5)
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from asr.errors import GraphError
+
+__all__ = ["DecodingGraph", "read_ilabel_map"]
+
+_FST_MAGIC = 2125659606
+_ARC_DTYPE = np.dtype([("ilabel", "<i4"), ("olabel", "<i4"), ("weight", "<f4"), ("next", "<i4")])
+
+
+@dataclass(frozen=True, eq=False)
+class DecodingGraph:
+    """A WFST in CSR form (see the module docstring for the layout).
+
+    Arrays: ``arc_start: (num_states + 1,) int64``, ``eps_start: (num_states,)
+    int64``, ``ilabel, olabel, nextstate, pdf: (num_arcs,) int32`` (``pdf`` is -1
+    on epsilon arcs), ``weight: (num_arcs,) float32``, ``final_cost:
+    (num_states,) float32`` (inf when not final). ``num_pdfs_required`` is
+    1 + the largest pdf any emitting arc reads: a score matrix needs at least
+    that many columns.
+    """
+
+    arc_start: np.ndarray
+    eps_start: np.ndarray
+    ilabel: np.ndarray
+    olabel: np.ndarray
+    weight: np.ndarray
+    nextstate: np.ndarray
+    pdf: np.ndarray
+    final_cost: np.ndarray
+    start_state: int
+    num_pdfs_required: int
+
+    @property
+    def num_states(self) -> int:
+        return int(self.final_cost.shape[0])
+
+    @property
+    def num_arcs(self) -> int:
+        return int(self.ilabel.shape[0])
+
+    @classmethod
+    def from_arrays(
+        cls,
+        *,
+        src: np.ndarray,
+        ilabel: np.ndarray,
+        olabel: np.ndarray,
+        weight: np.ndarray,
+        nextstate: np.ndarray,
+        final_cost: np.ndarray,
+        start_state: int,
+        ilabel_to_pdf: Sequence[int] | np.ndarray | None,
+    ) -> DecodingGraph:
+        """Build from a flat arc list (``src[i] -ilabel[i]:olabel[i]/weight[i]-> nextstate[i]``).
+
+        ``ilabel_to_pdf=None`` means ``pdf = ilabel - 1`` (the CTC/TLG convention).
+        """
+        final_cost = np.ascontiguousarray(final_cost, dtype=np.float32)
+        num_states = final_cost.shape[0]
+        src = np.asarray(src, dtype=np.int64)
+        ilabel = np.asarray(ilabel, dtype=np.int32)
+        nextstate = np.asarray(nextstate, dtype=np.int32)
+        if num_states == 0 or start_state < 0 or start_state >= num_states:
+            raise GraphError(
+                f"graph has no valid start state (start={start_state}, {num_states} states)"
+            )
+        if src.size and (src.min() < 0 or src.max() >= num_states):
+            raise GraphError("graph arc source state out of range")
+        if nextstate.size and (nextstate.min() < 0 or nextstate.max() >= num_states):
+            raise GraphError("graph arc nextstate out of range")
+        if ilabel.size and ilabel.min() < 0:
+            raise GraphError("graph has a negative input label")
+        if np.isnan(final_cost).any():
+            raise GraphError("graph has a NaN final weight")
+        weight = np.asarray(weight, dtype=np.float32)
+        if np.isnan(weight).any():
+            raise GraphError("graph has a NaN arc weight")
+
+        is_eps = ilabel == 0
+        order = np.lexsort((is_eps, src))  # by state, emitting arcs first; stable
+        src_sorted = src[order]
+        counts = np.bincount(src_sorted, minlength=num_states)
+        arc_start = np.zeros(num_states + 1, dtype=np.int64)
+        np.cumsum(counts, out=arc_start[1:])
+        num_emitting = np.bincount(src[~is_eps], minlength=num_states)
+        eps_start = arc_start[:-1] + num_emitting
+
+        ilabel = ilabel[order]
+        if ilabel_to_pdf is None:
+            pdf = ilabel - 1
+        else:
+            table = np.asarray(ilabel_to_pdf, dtype=np.int64)
+            if ilabel.size and ilabel.max() >= table.shape[0]:
+                raise GraphError(
+                    f"graph input label {int(ilabel.max())} is out of range of the "
+                    f"ilabel_to_pdf map ({table.shape[0]} entries)"
+                )
+            pdf = table[ilabel]
+        pdf = np.where(ilabel == 0, -1, pdf).astype(np.int32)
+        if (pdf[ilabel != 0] < 0).any():
+            bad = int(ilabel[(ilabel != 0) & (pdf < 0)][0])
+            raise GraphError(f"input label {bad} maps to a negative pdf in ilabel_to_pdf")
+        num_pdfs_required = int(pdf.max()) + 1 if pdf.size else 0
+        return cls(
+            arc_start=arc_start,
+            eps_start=np.ascontiguousarray(eps_start, dtype=np.int64),
+            ilabel=np.ascontiguousarray(ilabel),
+            olabel=np.ascontiguousarray(np.asarray(olabel, dtype=np.int32)[order]),
+            weight=np.ascontiguousarray(weight[order]),
+            nextstate=np.ascontiguousarray(nextstate[order]),
+            pdf=np.ascontiguousarray(pdf),
+            final_cost=final_cost,
+            start_state=int(start_state),
+            num_pdfs_required=max(num_pdfs_required, 0),
+        )
+
+    @classmethod
+    def from_fst(
+        cls,
+        fst: object,
+        ilabel_to_pdf: Sequence[int] | np.ndarray | str | os.PathLike | None,
+    ) -> DecodingGraph:
+        """Flatten a kaldifst FST object or a binary FST file.
+
+        ``ilabel_to_pdf`` is an array, a path to an ``ilabel_to_pdf.int`` file,
+        or None for ``pdf = ilabel - 1``.
+        """
+        if isinstance(ilabel_to_pdf, (str, os.PathLike)):
+            ilabel_to_pdf = read_ilabel_map(ilabel_to_pdf)
+        if isinstance(fst, (str, os.PathLike)):
+            arrays = _read_fst_file(Path(fst))
+        else:
+            arrays = _arrays_from_kaldifst(fst)
+        if arrays["final_cost"].shape[0] == 0:
+            raise GraphError("graph is empty (no states)")
+        return cls.from_arrays(ilabel_to_pdf=ilabel_to_pdf, **arrays)
+
+
+def read_ilabel_map(path: str | os.PathLike) -> np.ndarray:
+    """Read ``ilabel_to_pdf.int`` (one int per line, line i for ilabel i) as int32."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except OSError as err:
+        raise GraphError(f"{path}: cannot read ilabel map: {err}") from None
+    values = []
+    for line_no, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            values.append(int(text.split()[-1]))
+        except ValueError:
+            raise GraphError(f"{path}:{line_no}: expected an integer, got {text!r}") from None
+    if not values:
+        raise GraphError(f"{path}: ilabel map is empty")
+    return np.asarray(values, dtype=np.int32)
+
+
+# -- readers -------------------------------------------------------------------
+def _read_fst_file(path: Path) -> dict:
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise GraphError(f"{path}: cannot read FST: {err}") from None
+    try:
+        return _parse_vector_fst(data)
+    except _NotVectorFst:
+        pass
+    except (struct.error, ValueError) as err:
+        raise GraphError(f"{path}: malformed FST file: {err}") from None
+    import kaldifst
+
+    try:
+        fst = kaldifst.StdVectorFst.read(str(path))
+    except Exception as err:  # kaldifst raises RuntimeError on bad files
+        raise GraphError(f"{path}: cannot read FST with kaldifst: {err}") from None
+    return _arrays_from_kaldifst(fst)
+
+
+class _NotVectorFst(Exception):
+    pass
+
+
+def _arrays_from_kaldifst(fst: object) -> dict:
+    """Write the FST to a temporary binary file and parse it (fast path)."""
+    write = getattr(fst, "write", None)
+    if write is None:
+        raise GraphError(f"expected a kaldifst FST or a path, got {type(fst).__name__}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = os.path.join(tmp, "graph.fst")
+        if not write(tmp_path):
+            raise GraphError("kaldifst could not write the FST")
+        data = Path(tmp_path).read_bytes()
+    try:
+        return _parse_vector_fst(data)
+    except _NotVectorFst:
+        return _arrays_by_iteration(fst)
+
+
+def _arrays_by_iteration(fst: object) -> dict:
+    """Slow generic fallback through kaldifst's iterators."""
+    import kaldifst
+
+    src, ilab, olab, wt, nxt, finals = [], [], [], [], [], []
+    for state in kaldifst.StateIterator(fst):
+        finals.append(fst.final(state).value)
+        for arc in kaldifst.ArcIterator(fst, state):
+            src.append(state)
+            ilab.append(arc.ilabel)
+            olab.append(arc.olabel)
+            wt.append(arc.weight.value)
+            nxt.append(arc.nextstate)
+    return {
+        "src": np.asarray(src, dtype=np.int64),
+        "ilabel": np.asarray(ilab, dtype=np.int32),
+        "olabel": np.asarray(olab, dtype=np.int32),
+        "weight": np.asarray(wt, dtype=np.float32),
+        "nextstate": np.asarray(nxt, dtype=np.int32),
+        "final_cost": np.asarray(finals, dtype=np.float32),
+        "start_state": int(fst.start),
+    }
+
+
+def _read_string(data: bytes, pos: int) -> tuple[str, int]:
+    (length,) = struct.unpack_from("<i", data, pos)
+    if length < 0 or pos + 4 + length > len(data):
+        raise ValueError("bad string in header")
+    return data[pos + 4 : pos + 4 + length].decode("latin-1"), pos + 4 + length
+
+
+def _skip_symbol_table(data: bytes, pos: int) -> int:
+    (magic,) = struct.unpack_from("<i", data, pos)
+    if magic != 2125658996:
+        raise ValueError("bad symbol table magic")
+    _, pos = _read_string(data, pos + 4)  # name
+    pos += 8  # available key
+    (size,) = struct.unpack_from("<q", data, pos)
+    pos += 8
+    for _ in range(size):
+        _, pos = _read_string(data, pos)
+        pos += 8
+    return pos
+
+
+def _parse_vector_fst(data: bytes) -> dict:
+    """Parse OpenFst's binary ``vector``/``standard`` format (version 2)."""
+    if len(data) < 4 or struct.unpack_from("<i", data, 0)[0] != _FST_MAGIC:
+        raise ValueError("not an OpenFst binary file (bad magic number)")
+    fst_type, pos = _read_string(data, 4)
+    arc_type, pos = _read_string(data, pos)
+    if fst_type != "vector" or arc_type != "standard":
+        raise _NotVectorFst(f"{fst_type}/{arc_type}")
+    version, flags = struct.unpack_from("<ii", data, pos)
+    pos += 8 + 8  # version, flags, properties
+    start, num_states, _ = struct.unpack_from("<qqq", data, pos)
+    pos += 24
+    if version != 2 or num_states < 0:
+        raise _NotVectorFst(f"version {version}")
+    if flags & 1:
+        pos = _skip_symbol_table(data, pos)
+    if flags & 2:
+        pos = _skip_symbol_table(data, pos)
+    body = np.frombuffer(data, dtype=np.uint8, offset=pos)
+    num_arcs_total = (body.shape[0] - 12 * num_states) // 16
+    if num_arcs_total < 0:
+        raise ValueError("file is truncated")
+    arc_bytes = np.empty(num_arcs_total * 16, dtype=np.uint8)
+    final_bytes = np.empty(num_states * 4, dtype=np.uint8)
+    counts = np.empty(num_states, dtype=np.int64)
+    used = _scan_vector_states(body, num_states, arc_bytes, final_bytes, counts)
+    if used < 0:
+        raise ValueError("file is truncated or has inconsistent arc counts")
+    num_arcs = int(counts.sum())
+    arcs = arc_bytes[: num_arcs * 16].view(_ARC_DTYPE)
+    return {
+        "src": np.repeat(np.arange(num_states, dtype=np.int64), counts),
+        "ilabel": arcs["ilabel"].copy(),
+        "olabel": arcs["olabel"].copy(),
+        "weight": arcs["weight"].copy(),
+        "nextstate": arcs["next"].copy(),
+        "final_cost": final_bytes.view("<f4").astype(np.float32),
+        "start_state": int(start),
+    }
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan_vector_states(body, num_states, arc_bytes, final_bytes, counts):
+    """Copy per-state (final, narcs, arcs...) records into flat byte arrays.
+
+    Returns the number of body bytes consumed, or -1 on inconsistency.
+    """
+    pos = 0
+    out = 0
+    n = body.shape[0]
+    for s in range(num_states):
+        if pos + 12 > n:
+            return -1
+        for k in range(4):
+            final_bytes[4 * s + k] = body[pos + k]
+        narcs = 0
+        for k in range(8):
+            narcs |= np.int64(body[pos + 4 + k]) << (8 * k)
+        pos += 12
+        nbytes = narcs * 16
+        if narcs < 0 or pos + nbytes > n or out + nbytes > arc_bytes.shape[0]:
+            return -1
+        for k in range(nbytes):
+            arc_bytes[out + k] = body[pos + k]
+        out += nbytes
+        pos += nbytes
+        counts[s] = narcs
+    return pos
