@@ -218,3 +218,20 @@ def test_cli_compute_and_show(data_dir, tmp_path, capsys):
         "b 2x13 float64",
         "c 2x13 float64",
     ]
+
+
+def test_cli_config_file_reproduces_features(data_dir, tmp_path, capsys):
+    first = tmp_path / "first"
+    args = ["features", "compute", str(data_dir), "--type", "fbank", "--num-mel-bins", "15"]
+    assert main([*args, "--snip-edges", "false", "--out", str(first)]) == 0
+    again = tmp_path / "again"
+    config_json = str(first / "feature_config.json")
+    assert (
+        main(["features", "compute", str(data_dir), "--config", config_json, "--out", str(again)])
+        == 0
+    )
+    a, b = _read_scp(first / "feats.scp"), _read_scp(again / "feats.scp")
+    assert list(a) == list(b) and all(a[k].tobytes() == b[k].tobytes() for k in a)
+    assert next(iter(b.values())).shape[1] == 15
+    assert main(["features", "compute", str(data_dir), "--nj", "0", "--out", str(again)]) == 2
+    assert "num_jobs must be >= 1" in capsys.readouterr().err

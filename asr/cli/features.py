@@ -94,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="HZ",
         help="feature sampling rate; other audio is resampled "
-        "(default: the rate of DATA_DIR's first audio file, or --config's)",
+        "(default: the rate of DATA_DIR's first readable audio file, or --config's)",
     )
     compute.add_argument("--frame-length-ms", type=float, default=None, metavar="MS")
     compute.add_argument("--frame-shift-ms", type=float, default=None, metavar="MS")
@@ -139,7 +139,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _build_config(args: argparse.Namespace, data_dir: Path):
     from asr.audio import audio_info
     from asr.data import read_kaldi_map
-    from asr.errors import FeatureError
+    from asr.errors import AsrError, FeatureError
     from asr.features import config_from_dict, config_to_dict
 
     if args.config is not None:
@@ -169,9 +169,13 @@ def _build_config(args: argparse.Namespace, data_dir: Path):
     if args.sampling_rate is not None:
         values["sampling_rate"] = args.sampling_rate
     elif args.config is None:
-        wav_scp = read_kaldi_map(data_dir / "wav.scp")
-        if wav_scp:
-            values["sampling_rate"] = audio_info(next(iter(wav_scp.values()))).sampling_rate
+        # The rate of the first readable audio file (a corrupt one fails later, per utterance).
+        for audio_path in list(read_kaldi_map(data_dir / "wav.scp").values())[:20]:
+            try:
+                values["sampling_rate"] = audio_info(audio_path).sampling_rate
+                break
+            except AsrError:
+                continue
     return config_from_dict(values)
 
 
