@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
@@ -495,7 +496,14 @@ class DiagGmmSet:
                 raise ModelError(f"{path}: GMM files must end in .pt or .npz")
         except ModelError:
             raise
-        except (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile) as err:
+        except (
+            OSError,
+            ValueError,
+            EOFError,
+            RuntimeError,
+            pickle.UnpicklingError,
+            zipfile.BadZipFile,
+        ) as err:
             raise ModelError(f"{path}: not a readable GMM file ({err})") from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
             raise ModelError(f"{path}: not an {FORMAT_NAME} file")
