@@ -164,6 +164,7 @@ def estimate_lda(stats: LdaStats, config: LdaConfig | None = None) -> torch.Tens
     as in Kaldi); each row's largest-magnitude entry is made positive.
     """
     config = config or LdaConfig()
+    _, within, between = stats.covariances()  # raises on empty statistics
     in_dim = stats.dim
     num_seen = int((stats.counts > 0).sum())
     if not 0 < config.dim <= in_dim:
@@ -173,7 +174,6 @@ def estimate_lda(stats: LdaStats, config: LdaConfig | None = None) -> torch.Tens
             f"LDA dim {config.dim} exceeds #classes-1 = {num_seen - 1} "
             "(set allow_large_dim to override)"
         )
-    _, within, between = stats.covariances()
     within = 0.5 * (within + within.T)
     between = 0.5 * (between + between.T)
     try:
@@ -349,7 +349,7 @@ def estimate_mllt(
     gmm: DiagGmmSet,
     *,
     current_transform: torch.Tensor | None = None,
-    num_iters: int = 100,
+    num_iters: int = 200,
 ) -> MlltResult:
     """Semi-tied covariance update (Kaldi ``est-mllt``), starting from ``A = I``.
 
