@@ -16,7 +16,8 @@ Peers and settings:
 * ``fbank``: ours (``compute_fbank``) vs ``OnlineFbank`` and librosa's
   log-mel (``melspectrogram`` with matched framing, then ``log``).
 * ``lpc``: our Burg LPC (order 12, all frames at once) vs ``librosa.lpc`` on
-  the same frames (2-D input, one call).
+  the same frames (2-D input, one call); our autocorrelation LPC and LPCC
+  (order 12, 13 cepstra) are timed too, without a peer.
 
 Usage::
 
@@ -46,10 +47,12 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from asr.features import (  # noqa: E402
     FbankConfig,
+    LpccConfig,
     LpcConfig,
     MfccConfig,
     compute_fbank,
     compute_lpc,
+    compute_lpcc,
     compute_mfcc,
     frame_signal,
 )
@@ -155,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "lpc_burg": lambda: compute_lpc(samples, SAMPLING_RATE, lpc_cfg),
         "librosa_lpc_burg": lambda: librosa.lpc(windowed, order=12, axis=-1),
+        "lpc_autocorrelation": lambda: compute_lpc(samples, SAMPLING_RATE, LpcConfig()),
+        "lpcc": lambda: compute_lpcc(samples, SAMPLING_RATE, LpccConfig()),
     }
     best = best_times(fns, args.repeats)
 

@@ -1,10 +1,12 @@
-"""Linear prediction, vectorized across frames: autocorrelation/Levinson-Durbin, Burg, LPC cepstra.
+"""Linear prediction for a batch of frames: autocorrelation/Levinson-Durbin, Burg, LPC cepstra.
 
-All functions take a batch of frames (num_frames, frame_length) and loop only
-over the prediction order, never over frames. Coefficients follow
-``librosa.lpc``: ``[1, a1, ..., a_p]`` with the prediction-error filter
-``A(z) = 1 + a1 z^-1 + ... + a_p z^-p``. Silent (all-zero) frames give
-``[1, 0, ..., 0]``, never NaN.
+Every function takes all frames (num_frames, frame_length) at once: Levinson-
+Durbin and the cepstrum recursion are numpy operations across frames (a loop
+over the prediction order only); the autocorrelation and Burg's method, whose
+inner recursions are sequential, are compiled numba loops over all frames.
+Coefficients follow ``librosa.lpc``: ``[1, a1, ..., a_p]`` with the
+prediction-error filter ``A(z) = 1 + a1 z^-1 + ... + a_p z^-p``. Silent
+(all-zero) frames give ``[1, 0, ..., 0]``, never NaN.
 
 >>> import numpy as np
 >>> t = np.arange(400)
@@ -21,6 +23,7 @@ True
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from asr.errors import FeatureError
@@ -40,13 +43,26 @@ def _as_frames(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _autocorrelation_kernel(frames, max_lag, out):
+    num_rows, frame_length = frames.shape
+    for row in range(num_rows):
+        x = frames[row]
+        for lag in range(max_lag + 1):
+            acc = 0.0
+            for j in range(frame_length - lag):
+                acc += x[j] * x[j + lag]
+            out[row, lag] = acc
+
+
 def autocorrelation(frames: np.ndarray, *, max_lag: int) -> np.ndarray:
-    """``r[:, k] = sum_n x[n] x[n + k]`` for ``k = 0..max_lag``: (num_frames, max_lag + 1) float64."""
-    frames = _as_frames(frames)
-    frame_length = frames.shape[1]
+    """``r[:, k] = sum_n x[n] x[n + k]`` for ``k = 0..max_lag``: (num_frames, max_lag + 1) float64.
+
+    Lags at or beyond the frame length are 0.
+    """
+    frames = np.ascontiguousarray(_as_frames(frames))
     out = np.zeros((frames.shape[0], max_lag + 1))
-    for lag in range(min(max_lag, frame_length - 1) + 1):
-        out[:, lag] = np.einsum("ij,ij->i", frames[:, : frame_length - lag], frames[:, lag:])
+    _autocorrelation_kernel(frames, min(max_lag, frames.shape[1] - 1), out)
     return out
 
 
@@ -83,25 +99,55 @@ def lpc_autocorrelation(frames: np.ndarray, *, order: int) -> np.ndarray:
     return levinson_durbin(autocorrelation(frames, max_lag=order), order=order)[0]
 
 
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _burg_kernel(frames, order, coeffs):
+    """Burg's method frame by frame in compiled code (Marple's recursive denominator)."""
+    num_rows, frame_length = frames.shape
+    tiny = np.finfo(np.float64).tiny
+    fwd = np.empty(frame_length)
+    bwd = np.empty(frame_length)
+    prev = np.empty(order + 1)
+    for row in range(num_rows):
+        for j in range(frame_length):
+            fwd[j] = frames[row, j]
+            bwd[j] = frames[row, j]
+        coeffs[row, 0] = 1.0
+        for j in range(1, order + 1):
+            coeffs[row, j] = 0.0
+        # Round i: forward errors are fwd[i + 1 + m], backward errors bwd[m],
+        # m = 0 .. frame_length - 2 - i (librosa's fwd[1:] / bwd[:-1] trimming).
+        den = 0.0
+        for j in range(1, frame_length):
+            den += fwd[j] * fwd[j] + bwd[j - 1] * bwd[j - 1]
+        for i in range(order):
+            count = frame_length - 1 - i
+            num = 0.0
+            for m in range(count):
+                num += bwd[m] * fwd[i + 1 + m]
+            k = -2.0 * num / (den + tiny)
+            for j in range(i + 2):
+                prev[j] = coeffs[row, j]
+            for j in range(1, i + 2):
+                coeffs[row, j] = prev[j] + k * prev[i + 1 - j]
+            for m in range(count):
+                f_old = fwd[i + 1 + m]
+                fwd[i + 1 + m] = f_old + k * bwd[m]
+                bwd[m] = bwd[m] + k * f_old
+            den = (1.0 - k * k) * den - bwd[count - 1] ** 2 - fwd[i + 1] ** 2
+
+
 def lpc_burg(frames: np.ndarray, *, order: int) -> np.ndarray:
-    """LPC by Burg's method (Marple's recursion, as ``librosa.lpc``): (num_frames, order + 1)."""
-    frames = _as_frames(frames)
+    """LPC by Burg's method (Marple's recursion, as ``librosa.lpc``): (num_frames, order + 1).
+
+    A compiled loop over frames (each frame's recursion is sequential in the
+    order); all frames are processed in one call.
+    """
+    frames = np.ascontiguousarray(_as_frames(frames))
     num_rows, frame_length = frames.shape
     if order >= frame_length:
         raise FeatureError(f"Burg LPC order {order} needs frames longer than {frame_length}")
-    tiny = np.finfo(np.float64).tiny
-    coeffs = np.zeros((num_rows, order + 1))
-    coeffs[:, 0] = 1.0
-    fwd = frames[:, 1:]
-    bwd = frames[:, :-1]
-    den = np.einsum("ij,ij->i", fwd, fwd) + np.einsum("ij,ij->i", bwd, bwd)
-    for i in range(order):
-        k = -2.0 * np.einsum("ij,ij->i", bwd, fwd) / (den + tiny)
-        coeffs[:, 1 : i + 2] += k[:, None] * coeffs[:, i::-1].copy()
-        fwd, bwd = fwd + k[:, None] * bwd, bwd + k[:, None] * fwd
-        den = (1.0 - k * k) * den - bwd[:, -1] ** 2 - fwd[:, 0] ** 2
-        fwd = fwd[:, 1:]
-        bwd = bwd[:, :-1]
+    coeffs = np.empty((num_rows, order + 1))
+    _burg_kernel(frames, order, coeffs)
     return coeffs
 
 
