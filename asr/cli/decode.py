@@ -1,0 +1,197 @@
+"""``asr decode``: Viterbi beam search of log-likelihood matrices over a graph.
+
+Example::
+
+    asr decode --graph exp/an4/graph --log-likes exp/an4/mono/loglikes.ark \\
+        --out exp/an4/mono/decode_test --ref data/an4/test/text
+
+``--graph`` is an ``.fst`` file or a graph directory holding ``HCLG.fst`` (or
+``TLG.fst``), ``ilabel_to_pdf.int`` and ``words.txt``. Writes (atomically):
+
+- ``OUT/hyp.txt``: Kaldi ``text`` (``utt_id word1 word2 ...``),
+- ``OUT/ali.txt``: per utterance the input label (transition-id) of each frame,
+- ``OUT/pdf_ali.txt``: the pdf of each frame,
+- ``OUT/word_boundaries.txt``: ``utt_id word start_frame end_frame`` per word,
+- ``OUT/costs.txt``: ``utt_id total graph acoustic num_frames reached_final``,
+- ``OUT/wer`` with ``--ref`` (scored by :mod:`asr.scoring`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+from pathlib import Path
+
+from asr.cli.common import progress_enabled
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "decode",
+        help="Viterbi beam search of log-likelihoods over an HCLG/TLG graph",
+        description="Decode a Kaldi ark of (num_frames, num_pdfs) log-likelihood matrices over a "
+        "decoding graph with our Viterbi beam search (Kaldi FasterDecoder semantics).",
+    )
+    parser.add_argument("--graph", type=Path, required=True, help="graph .fst or graph directory")
+    parser.add_argument("--words", type=Path, help="words.txt (default: GRAPH_DIR/words.txt)")
+    parser.add_argument(
+        "--log-likes", type=Path, required=True, help="ark of log-likelihood matrices"
+    )
+    parser.add_argument(
+        "--ilabel-map", type=Path, help="ilabel_to_pdf.int (default: GRAPH_DIR/ilabel_to_pdf.int)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--beam", type=float, default=16.0)
+    parser.add_argument("--max-active", type=int, default=7000)
+    parser.add_argument("--min-active", type=int, default=200)
+    parser.add_argument("--beam-delta", type=float, default=0.5)
+    parser.add_argument("--acoustic-scale", type=float, default=0.1)
+    parser.add_argument("--ref", type=Path, help="reference Kaldi text file: also write OUT/wer")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu (compiled search) or cuda (batched torch search)"
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="utterances per batch on cuda")
+    parser.set_defaults(func=run)
+
+
+def _resolve_graph(args: argparse.Namespace) -> tuple[Path, Path | None, Path | None]:
+    from asr.errors import DecodeError
+
+    graph = args.graph
+    graph_dir = graph if graph.is_dir() else graph.parent
+    if graph.is_dir():
+        candidates = [graph / "HCLG.fst", graph / "TLG.fst"]
+        found = [c for c in candidates if c.exists()]
+        if not found:
+            raise DecodeError(f"{graph}: no HCLG.fst or TLG.fst in the graph directory")
+        graph = found[0]
+    elif not graph.exists():
+        raise DecodeError(f"{graph}: graph file not found")
+    ilabel_map = args.ilabel_map
+    if ilabel_map is None and (graph_dir / "ilabel_to_pdf.int").exists():
+        ilabel_map = graph_dir / "ilabel_to_pdf.int"
+    words = args.words
+    if words is None and (graph_dir / "words.txt").exists():
+        words = graph_dir / "words.txt"
+    return graph, ilabel_map, words
+
+
+def read_words(path: Path) -> dict[int, str]:
+    """``words.txt`` (``word id`` per line) as ``{id: word}``; errors name the line."""
+    from asr.errors import DecodeError
+
+    table: dict[int, str] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DecodeError(f"{path}: cannot read word symbol table: {err}") from None
+    for line_no, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
+            raise DecodeError(f"{path}:{line_no}: expected 'word id', got {line.strip()!r}")
+        table[int(fields[1])] = fields[0]
+    return table
+
+
+def _read_ark(path: Path):
+    """Yield (utt_id, matrix) from a Kaldi ark, silencing kaldi_io's KALDI_ROOT banner."""
+    from asr.errors import ArchiveError
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        import kaldi_io
+    if not path.exists():
+        raise ArchiveError(f"{path}: log-likelihood archive not found")
+    try:
+        yield from kaldi_io.read_mat_ark(str(path))
+    except Exception as err:  # kaldi_io raises bare exceptions on malformed input
+        raise ArchiveError(f"{path}: cannot read matrix archive: {err}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from asr.decode import DecoderConfig, DecodingGraph
+    from asr.decode.batched import BatchedDecoder
+    from asr.decode.viterbi import decode
+    from asr.errors import DecodeError
+    from asr.fileio import atomic_write, atomic_write_text
+
+    graph_path, ilabel_map, words_path = _resolve_graph(args)
+    word_symbols = read_words(words_path) if words_path is not None else None
+    graph = DecodingGraph.from_fst(graph_path, ilabel_map)
+    config = DecoderConfig(
+        beam=args.beam,
+        max_active=args.max_active,
+        min_active=args.min_active,
+        beam_delta=args.beam_delta,
+        acoustic_scale=args.acoustic_scale,
+    )
+    use_torch = args.device != "cpu"
+    batcher = BatchedDecoder(graph, config, device=args.device) if use_torch else None
+
+    results = []
+    pending: list[tuple[str, np.ndarray]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        batch = batcher.decode([m for _, m in pending], word_symbols=word_symbols)
+        results.extend(zip([u for u, _ in pending], batch, strict=True))
+        pending.clear()
+
+    bar = tqdm(desc="decode", unit="utt", disable=not progress_enabled())
+    for utt_id, mat in _read_ark(args.log_likes):
+        try:
+            if use_torch:
+                pending.append((utt_id, mat))
+                if len(pending) >= args.batch_size:
+                    flush()
+            else:
+                results.append((utt_id, decode(graph, mat, config, word_symbols=word_symbols)))
+        except DecodeError as err:
+            raise DecodeError(f"utterance {utt_id}: {err}") from None
+        bar.update(1)
+    flush()
+    bar.close()
+    if not results:
+        raise DecodeError(f"{args.log_likes}: no utterances in the archive")
+
+    out = args.out
+    hyps = {utt_id: r.text for utt_id, r in results}
+    atomic_write_text(out / "hyp.txt", "".join(f"{u} {t}".rstrip() + "\n" for u, t in hyps.items()))
+    with atomic_write(out / "ali.txt") as f:
+        for utt_id, r in results:
+            f.write(f"{utt_id} {' '.join(map(str, r.alignment.tolist()))}\n")
+    with atomic_write(out / "pdf_ali.txt") as f:
+        for utt_id, r in results:
+            f.write(f"{utt_id} {' '.join(map(str, r.pdf_alignment.tolist()))}\n")
+    with atomic_write(out / "word_boundaries.txt") as f:
+        for utt_id, r in results:
+            labels = r.words if r.words is not None else tuple(map(str, r.word_ids))
+            for word, (start, end) in zip(labels, r.word_boundaries.tolist(), strict=True):
+                f.write(f"{utt_id} {word} {start} {end}\n")
+    with atomic_write(out / "costs.txt") as f:
+        for utt_id, r in results:
+            f.write(
+                f"{utt_id} {r.total_cost:.4f} {r.graph_cost:.4f} {r.acoustic_cost:.4f} "
+                f"{r.num_frames} {int(r.reached_final)}\n"
+            )
+    not_final = sum(not r.reached_final for _, r in results)
+    if not_final:
+        print(
+            f"asr decode: warning: {not_final} utterance(s) did not reach a final state "
+            "(best partial path used)",
+            file=sys.stderr,
+        )
+    if args.ref is not None:
+        from asr.scoring import read_text_file, score
+
+        result = score(read_text_file(args.ref), hyps)
+        atomic_write_text(out / "wer", result.summary() + "\n")
+        print(result.summary_line())
+    return 0
