@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "asr.cli.lm",
     "asr.cli.hmm",
     "asr.cli.graph",
+    "asr.cli.decode",
 )
 
 
