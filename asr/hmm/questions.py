@@ -45,6 +45,7 @@ __all__ = [
     "make_questions",
     "pdf_class_questions",
     "read_question_sets",
+    "two_way_split",
 ]
 
 
@@ -123,7 +124,7 @@ def read_question_sets(path: str | os.PathLike) -> tuple[tuple[int, ...], ...]:
     return tuple(rows)
 
 
-def _two_means(
+def two_way_split(
     counts: np.ndarray,
     sums: np.ndarray,
     sumsq: np.ndarray,
@@ -131,8 +132,13 @@ def _two_means(
     config: QuestionsConfig,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Best two-way split ``(num_points,) bool`` of points given as Gaussian stats."""
+    """Two-way k-means of points given as Gaussian stats ``counts: (num_points,)``, ``sums,
+    sumsq: (num_points, dim)``: the best of the restarts, each refined until no single point's
+    move improves ``L(yes) + L(no)``. Returns ``(num_points,) bool`` (both sides non-empty;
+    needs ``num_points >= 2``)."""
     num = len(counts)
+    if num < 2:
+        raise EstimationError(f"two_way_split needs at least 2 points, got {num}")
     if num == 2:
         return np.array([True, False])
 
@@ -254,7 +260,7 @@ def cluster_phones(
     stack = [seen] if len(seen) > 1 else []
     while stack:
         node = stack.pop()
-        assign = _two_means(counts[node], sums[node], sumsq[node], config=config, rng=rng)
+        assign = two_way_split(counts[node], sums[node], sumsq[node], config=config, rng=rng)
         for child in (node[assign], node[~assign]):
             questions.append(tuple(sorted(p for i in child for p in sets[i])))
             if len(child) > 1:
