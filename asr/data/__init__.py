@@ -1,7 +1,7 @@
 """Kaldi data directories and corpus preparers (AN4, FSDD, yesno).
 
 >>> from asr.data import read_data_dir, prepare_yesno  # doctest: +SKIP
->>> sets = prepare_yesno("../shared/data/yesno", "data/yesno")  # doctest: +SKIP
+>>> sets = prepare_yesno("corpora/yesno", "data/yesno")  # doctest: +SKIP
 >>> len(sets["train"]), len(sets["test"])  # doctest: +SKIP
 (30, 30)
 """

@@ -17,7 +17,7 @@ rest. ``test`` is written only when the official test portion is present.
 
 Example:
 
->>> sets = prepare_an4("../shared/data/an4", "data/an4")  # doctest: +SKIP
+>>> sets = prepare_an4("corpora/an4", "data/an4")  # doctest: +SKIP
 >>> {name: len(d) for name, d in sets.items()}  # doctest: +SKIP
 {'train': 820, 'dev': 128}
 """

@@ -8,7 +8,7 @@ above (5-49 in v1.0.10) are ``train``. Transcripts are the digit words ``ZERO`` 
 
 Example:
 
->>> sets = prepare_fsdd("../shared/data/fsdd", "data/fsdd")  # doctest: +SKIP
+>>> sets = prepare_fsdd("corpora/fsdd", "data/fsdd")  # doctest: +SKIP
 >>> len(sets["train"]), len(sets["test"])  # doctest: +SKIP
 (2700, 300)
 """

@@ -8,7 +8,7 @@ start with the speaker id.
 
 Example:
 
->>> sets = prepare_yesno("../shared/data/yesno", "data/yesno")  # doctest: +SKIP
+>>> sets = prepare_yesno("corpora/yesno", "data/yesno")  # doctest: +SKIP
 >>> sets["train"].text["global-0_0_0_0_1_1_1_1"]  # doctest: +SKIP
 'NO NO NO NO YES YES YES YES'
 """
