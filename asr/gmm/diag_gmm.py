@@ -46,9 +46,10 @@ from asr.fileio import atomic_write
 FORMAT_NAME = "asr-diag-gmm"
 FORMAT_VERSION = 1
 _LOG_2PI = math.log(2.0 * math.pi)
-_MAX_CHUNK_ELEMENTS = 1 << 24  # (frames x Gaussians) scores per chunk in log_likelihoods
+_MAX_CHUNK_ELEMENTS = 1 << 20  # (frames x Gaussians) scores per chunk: stays in cache
 _MAX_CHUNK_PAIRS = 1 << 16  # (entry, Gaussian) pairs per chunk in gaussian_posteriors
 _ARRAYS = ("means", "inv_vars", "log_weights", "pdf_offsets")
+_MIN_EXP_ARG = -80.0  # exp(-80) ~ 1.8e-35 is still a normal float32
 _USE_NUMBA = True  # compiled kernel for training posteriors on CPU (tests compare both paths)
 
 
@@ -322,11 +323,14 @@ class DiagGmmSet:
         parts = []
         col = 0
         for count, num in self._blocks:
-            block = scores[:, col : col + count * num]
+            block = scores[:, col : col + count * num].view(-1, count, num)
             if count == 1:
-                parts.append(block)
-            else:
-                parts.append(torch.logsumexp(block.view(-1, count, num), dim=1))
+                parts.append(block[:, 0])
+            else:  # logsumexp over the count axis, in place on the temporary scores;
+                # the clamp keeps exp() out of float32 denormals (slow), changing sums < 1e-34
+                peak = block.amax(1)
+                block.sub_(peak[:, None]).clamp_(min=_MIN_EXP_ARG).exp_()
+                parts.append(block.sum(1).log_().add_(peak))
             col += count * num
         out = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
         if self._pdf_unsort is not None:
