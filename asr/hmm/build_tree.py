@@ -45,12 +45,13 @@ import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from asr.errors import EstimationError
 from asr.hmm.questions import Questions
 from asr.hmm.tree import PDF_CLASS_KEY, ContextDependency, Leaf, Node, Split, Table
-from asr.hmm.tree_stats import TreeStats, gaussian_log_likelihood
+from asr.hmm.tree_stats import TreeStats, gaussian_log_likelihood, group_sums
 
 __all__ = [
     "LeafGaussians",
@@ -137,19 +138,6 @@ def split_gain(
     return like(yes) + like(~yes) - like(np.ones_like(yes))
 
 
-def _segment_sums(
-    labels: np.ndarray, num: int, counts: np.ndarray, sums: np.ndarray, sumsq: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stats summed per label ``0 .. num-1`` (every label present)."""
-    order = np.argsort(labels, kind="stable")
-    starts = np.searchsorted(labels[order], np.arange(num))
-    return (
-        np.add.reduceat(counts[order], starts),
-        np.add.reduceat(sums[order], starts, axis=0),
-        np.add.reduceat(sumsq[order], starts, axis=0),
-    )
-
-
 class _Leaf:
     """A leaf while the tree grows: its events, the stub (starting leaf) it descends from, and
     after a split its key, question and children."""
@@ -169,6 +157,7 @@ class _Splitter:
 
     def __init__(self, stats: TreeStats, questions: Questions, config: TreeConfig) -> None:
         self.stats, self.config = stats, config
+        self.packed = np.column_stack([stats.counts, stats.sums, stats.sumsq])
         self.matrices: dict[int, tuple[np.ndarray, tuple[frozenset[int], ...]]] = {}
         for key in [*range(stats.context_width), PDF_CLASS_KEY]:
             qs = tuple(q for q in questions.for_key(key) if q)
@@ -184,37 +173,61 @@ class _Splitter:
     def column(self, key: int) -> int:
         return self.stats.context_width if key == PDF_CLASS_KEY else key
 
-    def like(self, counts, sums, sumsq) -> np.ndarray:
-        return gaussian_log_likelihood(counts, sums, sumsq, var_floor=self.config.var_floor)
+    def like(self, packed: np.ndarray) -> np.ndarray:
+        """Log-likelihoods of stats packed as ``(..., 1 + 2 * dim)`` rows ``[count, sum,
+        sum of squares]``."""
+        dim = self.stats.dim
+        return gaussian_log_likelihood(
+            packed[..., 0], packed[..., 1 : 1 + dim], packed[..., 1 + dim :],
+            var_floor=self.config.var_floor,
+        )  # fmt: skip
 
     def best(self, leaf: _Leaf) -> tuple[float, int, frozenset[int]] | None:
-        """(gain, key, question) of the leaf's best split, or None."""
-        stats, rows = self.stats, leaf.rows
-        if len(rows) < 2:
+        """(gain, key, question) of the leaf's best split, or None.
+
+        A compiled pass over the leaf's events gives the stats of every value of every key; a
+        question/value matrix product then gives every question's "yes" stats, and one
+        likelihood call scores all questions that leave data on both sides."""
+        rows = leaf.rows
+        keys = [k for k in leaf.keys if k in self.matrices]
+        if len(rows) < 2 or not keys:
             return None
-        counts, sums, sumsq = stats.counts[rows], stats.sums[rows], stats.sumsq[rows]
-        total = (counts.sum(), sums.sum(0), sumsq.sum(0))
-        parent = float(self.like(*total))
+        widths = [self.matrices[k][0].shape[1] for k in keys]
+        offsets = np.cumsum([0, *widths])
+        value_index = self.stats.events[rows[None, :], [[self.column(k)] for k in keys]]
+        value_index += offsets[:-1, None]
+        per_value = _value_stats(rows, value_index, self.packed, int(offsets[-1]))
+        total = per_value[: widths[0]].sum(0)
         floor = max(self.config.min_count, 1e-10)
-        best: tuple[float, int, frozenset[int]] | None = None
-        for key in leaf.keys:
-            if key not in self.matrices:
+        yes_parts, questions = [], []
+        for i, key in enumerate(keys):
+            block = per_value[offsets[i] : offsets[i + 1]]
+            if np.count_nonzero(block[:, 0]) < 2:
                 continue
             matrix, qs = self.matrices[key]
-            values = stats.events[rows, self.column(key)]
-            uniq, inverse = np.unique(values, return_inverse=True)
-            if len(uniq) < 2:
-                continue
-            v_counts, v_sums, v_sumsq = _segment_sums(inverse, len(uniq), counts, sums, sumsq)
-            member = matrix[:, uniq]
-            yes_c, yes_s, yes_q = member @ v_counts, member @ v_sums, member @ v_sumsq
-            no_c, no_s, no_q = total[0] - yes_c, total[1] - yes_s, total[2] - yes_q
-            gains = self.like(yes_c, yes_s, yes_q) + self.like(no_c, no_s, no_q) - parent
-            gains[(yes_c < floor) | (no_c < floor)] = -np.inf
-            i = int(np.argmax(gains))
-            if np.isfinite(gains[i]) and (best is None or gains[i] > best[0]):
-                best = (float(gains[i]), key, qs[i])
-        return best
+            yes = matrix @ block
+            keep = np.flatnonzero((yes[:, 0] >= floor) & (total[0] - yes[:, 0] >= floor))
+            yes_parts.append(yes[keep])
+            questions.extend((key, qs[q]) for q in keep.tolist())
+        if not questions:
+            return None
+        yes = np.concatenate(yes_parts)
+        both = self.like(np.concatenate([yes, total - yes]))
+        gains = both[: len(yes)] + both[len(yes) :] - float(self.like(total))
+        best = int(np.argmax(gains))
+        return float(gains[best]), *questions[best]
+
+
+@numba.njit(cache=True)
+def _value_stats(rows, value_index, packed, num_values):  # pragma: no cover - compiled
+    """``out[value_index[k, i]] += packed[rows[i]]`` for every key ``k`` and leaf row ``i``."""
+    out = np.zeros((num_values, packed.shape[1]))
+    for k in range(value_index.shape[0]):
+        for i in range(rows.shape[0]):
+            row, value = rows[i], value_index[k, i]
+            for j in range(packed.shape[1]):
+                out[value, j] += packed[row, j]
+    return out
 
 
 def cluster_leaves(
@@ -344,16 +357,14 @@ def build_tree(
             stubs.append(per_class[-1])
         root_stubs.append(per_class)
 
-    def total_like(leaves: Sequence[_Leaf]) -> float:
-        s = stats
-        return float(
-            sum(
-                splitter.like(s.counts[x.rows].sum(), s.sums[x.rows].sum(0), s.sumsq[x.rows].sum(0))
-                for x in leaves
-            )
-        )
+    def leaf_stats(leaves: Sequence[_Leaf]) -> np.ndarray:
+        """Packed stats ``(len(leaves), 1 + 2 * dim)`` of leaves (each event in one leaf)."""
+        labels = np.full(stats.num_events, len(leaves), dtype=np.int64)
+        for i, leaf in enumerate(leaves):
+            labels[leaf.rows] = i
+        return group_sums(labels, len(leaves) + 1, splitter.packed)[:-1]
 
-    objf_initial = total_like(stubs)
+    objf_initial = float(splitter.like(leaf_stats(stubs)).sum())
     heap: list[tuple[float, int, _Leaf, int, frozenset[int]]] = []
     tick = 0
 
@@ -389,15 +400,15 @@ def build_tree(
             final_leaves.append(node)
         else:
             stack.extend((node.no, node.yes))
-    objf_split = total_like(final_leaves)
+    packed = leaf_stats(final_leaves)
+    objf_split = float(splitter.like(packed).sum())
 
     cluster_thresh = config.cluster_thresh
     if cluster_thresh < 0:
         cluster_thresh = smallest if np.isfinite(smallest) else config.thresh
     stub_of = np.array([x.stub for x in final_leaves])
-    leaf_counts = np.array([stats.counts[x.rows].sum() for x in final_leaves])
-    leaf_sums = np.array([stats.sums[x.rows].sum(0) for x in final_leaves]).reshape(-1, stats.dim)
-    leaf_sumsq = np.array([stats.sumsq[x.rows].sum(0) for x in final_leaves]).reshape(-1, stats.dim)
+    dim = stats.dim
+    leaf_counts, leaf_sums, leaf_sumsq = packed[:, 0], packed[:, 1 : 1 + dim], packed[:, 1 + dim :]
     next_label = 0
     for stub_index in range(len(stubs)):
         members = np.flatnonzero(stub_of == stub_index)
@@ -444,12 +455,8 @@ def build_tree(
         for phone in root.phones:
             phone_children[phone] = sub
     ctx_dep = ContextDependency(width, centre, Table(centre, tuple(phone_children)))
-    final_stats = _segment_sums(
-        np.array([pdf_of_label[x.label] for x in final_leaves]),
-        ctx_dep.num_pdfs,
-        leaf_counts,
-        leaf_sums,
-        leaf_sumsq,
+    final_stats = group_sums(
+        np.array([pdf_of_label[x.label] for x in final_leaves]), ctx_dep.num_pdfs, packed
     )
     return TreeBuildResult(
         ctx_dep=ctx_dep,
@@ -457,7 +464,7 @@ def build_tree(
         num_pdfs=ctx_dep.num_pdfs,
         objf_initial=objf_initial,
         objf_split=objf_split,
-        objf_final=float(splitter.like(*final_stats).sum()),
+        objf_final=float(splitter.like(final_stats).sum()),
         cluster_thresh=float(cluster_thresh),
     )
 
@@ -511,12 +518,8 @@ def init_gmm_from_tree_stats(
     pdfs = ctx_dep.compute_batch(stats.events[:, :width], stats.events[:, width])
     num_pdfs = ctx_dep.num_pdfs
     counts = np.bincount(pdfs, stats.counts, minlength=num_pdfs)
-    sums = np.zeros((num_pdfs, stats.dim))
-    sumsq = np.zeros((num_pdfs, stats.dim))
-    present = np.unique(pdfs)
-    _, sums[present], sumsq[present] = _segment_sums(
-        np.searchsorted(present, pdfs), len(present), stats.counts, stats.sums, stats.sumsq
-    )
+    sums = group_sums(pdfs, num_pdfs, stats.sums)
+    sumsq = group_sums(pdfs, num_pdfs, stats.sumsq)
     stat_counts = counts.copy()  # counts of the statistics the Gaussians come from
     missing = set(np.flatnonzero(counts <= 0).tolist())
     every = (stats.counts.sum(), stats.sums.sum(0), stats.sumsq.sum(0))

@@ -10,8 +10,9 @@ usually the silence phones) keep only their own identity: their neighbours are r
 as Kaldi leaves the context keys out of their events.
 
 Frame alignments come as per-frame phone ids and pdf-classes plus phone-instance starts;
-:func:`frame_events_from_alignment` derives all three from transition-ids. Accumulation is one
-sort of integer event keys and segment sums over all frames of a job (no per-frame loop);
+:func:`frame_events_from_alignment` derives all three from transition-ids. Accumulation is
+``np.unique`` of integer event keys and one sparse indicator-matrix product over all frames of a
+job (no per-frame loop);
 :meth:`TreeStats.merge` adds jobs' statistics (data-parallel accumulation).
 
 :func:`gaussian_log_likelihood` is the likelihood ``L = -0.5 * count * (dim * (1 + log 2 pi) +
@@ -37,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse
 
 from asr.errors import EstimationError, ModelError
 from asr.fileio import atomic_write
@@ -48,6 +50,7 @@ __all__ = [
     "accumulate_tree_stats",
     "frame_events_from_alignment",
     "gaussian_log_likelihood",
+    "group_sums",
     "tid_to_pdf_class",
     "tree_stats_from_alignments",
 ]
@@ -75,6 +78,18 @@ def gaussian_log_likelihood(
     var = np.maximum(sumsq / safe - mean * mean, var_floor)
     objf = -0.5 * counts * (dim * (1.0 + _LOG_2PI) + np.log(var).sum(axis=-1))
     return np.where(positive, objf, 0.0)
+
+
+def group_sums(labels: np.ndarray, num_groups: int, values: np.ndarray) -> np.ndarray:
+    """Sums of the rows of ``values: (n, ...)`` per label: ``(num_groups, ...)``, labels in
+    ``0 .. num_groups-1`` (one sparse indicator-matrix product, no sort)."""
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    values = np.asarray(values, dtype=np.float64)
+    flat = values.reshape(len(labels), -1)
+    indicator = scipy.sparse.csr_array(
+        (np.ones(len(labels)), (labels, np.arange(len(labels)))), shape=(num_groups, len(labels))
+    )
+    return np.asarray(indicator @ flat).reshape((num_groups, *values.shape[1:]))
 
 
 @dataclass(frozen=True)
@@ -185,9 +200,9 @@ class TreeStats:
             context_width=first.context_width,
             central_position=first.central_position,
             events=np.concatenate([p.events for p in parts]),
-            counts=np.concatenate([p.counts for p in parts]),
-            sums=np.concatenate([p.sums for p in parts]),
-            sumsq=np.concatenate([p.sumsq for p in parts]),
+            packed=np.concatenate(
+                [np.column_stack([p.counts, p.sums, p.sumsq]) for p in parts]
+            ).reshape(-1, 1 + 2 * first.dim),
         )
 
     # --- serialisation ------------------------------------------------------------------------
@@ -223,13 +238,16 @@ def _reduce(
     context_width: int,
     central_position: int,
     events: np.ndarray,
-    counts: np.ndarray,
-    sums: np.ndarray,
-    sumsq: np.ndarray,
+    packed: np.ndarray,
 ) -> TreeStats:
-    """Sum rows with equal events: one sort of integer keys, then segment sums."""
+    """Sum rows of ``packed: (n, 1 + 2 * dim)`` (count, sum, sum of squares) with equal
+    events: integer event keys, then one indicator-matrix product."""
+    dim = (packed.shape[1] - 1) // 2
     if len(events) == 0:
-        return TreeStats(context_width, central_position, events, counts, sums, sumsq)
+        return TreeStats(
+            context_width, central_position, events, packed[:, 0], packed[:, 1 : 1 + dim],
+            packed[:, 1 + dim :],
+        )  # fmt: skip
     if events.min() < 0:
         raise EstimationError(f"negative phone id or pdf-class in events ({events.min()})")
     radix = events.max(axis=0).astype(np.int64) + 1
@@ -238,16 +256,15 @@ def _reduce(
     keys = np.zeros(len(events), dtype=np.int64)
     for column in range(events.shape[1]):
         keys = keys * radix[column] + events[:, column]
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    stacked = group_sums(inverse, len(uniq), packed)
     return TreeStats(
         context_width,
         central_position,
-        events[order[starts]],
-        np.add.reduceat(counts[order], starts),
-        np.add.reduceat(sums[order], starts, axis=0),
-        np.add.reduceat(sumsq[order], starts, axis=0),
+        events[first],
+        stacked[:, 0],
+        stacked[:, 1 : 1 + dim],
+        stacked[:, 1 + dim :],
     )
 
 
@@ -295,7 +312,7 @@ def accumulate_tree_stats(
     mats, phone_cols, class_cols, start_cols = [], [], [], []
     dim = None
     for u in range(num_utts):
-        mat = np.asarray(feats[u], dtype=np.float64)
+        mat = np.asarray(feats[u])
         phones = np.asarray(frame_phones[u], dtype=np.int64).reshape(-1)
         classes = np.asarray(frame_pdf_classes[u], dtype=np.int64).reshape(-1)
         if mat.ndim != 2 or (dim is not None and mat.shape[1] != dim):
@@ -328,7 +345,11 @@ def accumulate_tree_stats(
             central_position=config.central_position,
             dim=dim if dim is not None else 0,
         )
-    mat = np.concatenate(mats)
+    num_frames = sum(len(m) for m in mats)
+    packed = np.empty((num_frames, 1 + 2 * dim))  # [1, x, x^2] per frame
+    packed[:, 0] = 1.0
+    np.concatenate(mats, out=packed[:, 1 : 1 + dim], casting="same_kind")
+    np.square(packed[:, 1 : 1 + dim], out=packed[:, 1 + dim :])
     phones = np.concatenate(phone_cols)
     classes = np.concatenate(class_cols)
     starts = np.concatenate(start_cols)
@@ -354,9 +375,7 @@ def accumulate_tree_stats(
         context_width=config.context_width,
         central_position=centre,
         events=events,
-        counts=np.ones(len(mat)),
-        sums=mat,
-        sumsq=mat * mat,
+        packed=packed,
     )
 
 
