@@ -517,7 +517,8 @@ def test_init_gmm_from_tree_stats_matches_numpy_fit():
 def test_build_errors():
     stats = left_context_stats([0.0, 1.0])
     with pytest.raises(EstimationError, match="no root lists"):
-        build_tree(stats, roots=[TreeRoot((8,))], questions=QS, num_pdf_classes={8: 1, 9: 1})
+        build_tree(stats, roots=[TreeRoot((8,))], questions=QS,
+                   num_pdf_classes={8: 1, 9: 1, 50: 3})  # fmt: skip
     with pytest.raises(EstimationError, match="more than one tree root"):
         build_tree(stats, roots=[TreeRoot((9,)), TreeRoot((9, 8))], questions=QS,
                    num_pdf_classes={8: 1, 9: 1})  # fmt: skip

@@ -317,7 +317,7 @@ def build_tree(
         raise EstimationError(
             f"tree stats have phone {int(centres[root_of_event < 0][0])}, which no root lists"
         )
-    classes_of = np.zeros(len(lookup), dtype=np.int64)
+    classes_of = np.zeros(max(len(lookup), max(num_pdf_classes) + 1), dtype=np.int64)
     classes_of[list(num_pdf_classes)] = list(num_pdf_classes.values())
     bad = stats.pdf_classes >= classes_of[centres]
     if np.any(bad):
