@@ -536,3 +536,12 @@ def test_mix_up_reaches_target_and_improves_likelihood():
     two = mix_up(single, acc, target_num_gauss=3, min_count=1.0, perturb_factor=0.2)
     assert two.num_gauss_per_pdf.tolist() == [2, 1]
     assert train(two) > train(single) + 0.2  # true gain is about 0.3 nats/frame
+
+
+def test_empty_inputs_add_nothing(kernel_path):
+    gmm = make_gmm(*random_params([2, 1], dim=3, seed=26))
+    acc = GmmAccumulator.for_model(gmm)
+    assert acc.accumulate_aligned(gmm, torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)) == 0.0
+    assert acc.accumulate_posteriors(gmm, torch.zeros(0, 3), torch.zeros(0, 2)) == 0.0
+    assert float(acc.occupancy.sum()) == 0.0 and acc.tot_weight == 0.0
+    assert gmm.log_likelihoods(torch.zeros(0, 3)).shape == (0, 2)

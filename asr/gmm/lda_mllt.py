@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import scipy.linalg
 import torch
@@ -36,6 +37,36 @@ from asr.gmm.diag_gmm import DiagGmmSet, GaussianPosteriors
 
 _FRAME_CHUNK = 4096
 _GAUSS_CHUNK = 1024
+
+
+@numba.njit(cache=True)
+def _mllt_pairs_kernel(
+    feats, frames, gauss, weights, inv_vars, frame_weights, occupancy, x_sum
+):  # pragma: no cover - compiled
+    """``b_t += w / var_g``, per-Gaussian occupancy and first-order sums, over pairs."""
+    for n in range(gauss.shape[0]):
+        w = weights[n]
+        if w == 0.0:
+            continue
+        g = gauss[n]
+        f = frames[n]
+        occupancy[g] += w
+        for d in range(feats.shape[1]):
+            frame_weights[f, d] += w * inv_vars[g, d]
+            x_sum[g, d] += w * feats[f, d]
+
+
+@numba.njit(cache=True)
+def _packed_outer_kernel(x, out):  # pragma: no cover - compiled
+    """``out[t]`` = upper triangle of ``x[t] x[t]^T``, row-major (``torch.triu_indices`` order)."""
+    dim = x.shape[1]
+    for t in range(x.shape[0]):
+        k = 0
+        for i in range(dim):
+            xi = x[t, i]
+            for j in range(i, dim):
+                out[t, k] = xi * x[t, j]
+                k += 1
 
 
 def splice_frames(
@@ -252,15 +283,30 @@ class MlltAccumulator:
         if entry_weights is not None:
             entry_w = torch.as_tensor(entry_weights).to("cpu", torch.float64).flatten()
             w = w * entry_w[post.entry_index.cpu()]
-        inv_vars = gmm.inv_vars.cpu()
-        frame_weights = torch.zeros_like(feats).index_add_(0, frames, w[:, None] * inv_vars[gauss])
-        self.occupancy.index_add_(0, gauss, w)
-        self.x_sum.index_add_(0, gauss, w[:, None] * feats[frames])
+        if gauss.numel() and not (int(gauss.min()) >= 0 and int(gauss.max()) < gmm.num_gauss):
+            raise ModelError(f"Gaussian indices out of range for {gmm.num_gauss} Gaussians")
+        if frames.numel() and not (int(frames.min()) >= 0 and int(frames.max()) < feats.shape[0]):
+            raise ModelError(f"frame indices out of range for {feats.shape[0]} frames")
+        frame_weights = torch.zeros_like(feats)
+        _mllt_pairs_kernel(
+            feats.contiguous().numpy(),
+            frames.contiguous().numpy(),
+            gauss.contiguous().numpy(),
+            w.contiguous().numpy(),
+            gmm.inv_vars.cpu().contiguous().numpy(),
+            frame_weights.numpy(),
+            self.occupancy.numpy(),
+            self.x_sum.numpy(),
+        )
         self.beta += float(w.sum())
+        outer = torch.empty(
+            min(_FRAME_CHUNK, feats.shape[0]), self._rows.numel(), dtype=torch.float64
+        )
         for start in range(0, feats.shape[0], _FRAME_CHUNK):
             x = feats[start : start + _FRAME_CHUNK]
-            outer = x[:, self._rows] * x[:, self._cols]
-            self.packed_scatter += frame_weights[start : start + _FRAME_CHUNK].T @ outer
+            _packed_outer_kernel(x.numpy(), outer.numpy())
+            block = outer[: x.shape[0]]
+            self.packed_scatter.addmm_(frame_weights[start : start + _FRAME_CHUNK].T, block)
 
     def accumulate_aligned(
         self,
@@ -344,6 +390,30 @@ class MlltResult:
     objectives: tuple[float, ...]
 
 
+def _mllt_iterations(
+    g_inv: np.ndarray, beta: float, num_iters: int
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Row-by-row updates from ``A = I``; ``A^{-1}`` is kept by Sherman-Morrison within an
+    iteration (its column ``i`` is the cofactor row ``i`` up to the factor ``det A``) and
+    recomputed exactly at the start of each. Returns ``A`` and ``A`` after each iteration."""
+    dim = g_inv.shape[0]
+    delta = np.eye(dim)
+    after_iters = []
+    for _ in range(num_iters):
+        delta_inv = np.linalg.inv(delta)
+        for i in range(dim):
+            cofactor = delta_inv[:, i].copy()
+            direction = g_inv[i] @ cofactor
+            denom = float(direction @ cofactor)
+            if not denom > 0:
+                raise EstimationError("MLLT statistics are not positive definite")
+            change = direction * math.sqrt(beta / denom) - delta[i]
+            delta[i] += change
+            delta_inv -= np.outer(cofactor, change @ delta_inv) / (1.0 + change @ cofactor)
+        after_iters.append(torch.from_numpy(delta.copy()))
+    return torch.from_numpy(delta), after_iters
+
+
 def estimate_mllt(
     acc: MlltAccumulator,
     gmm: DiagGmmSet,
@@ -366,18 +436,9 @@ def estimate_mllt(
         g_inv = torch.linalg.inv(g_stats)
     except RuntimeError as err:
         raise EstimationError(f"MLLT statistics are singular ({err})") from None
-    delta = torch.eye(dim, dtype=torch.float64)
-    before = mllt_objective(delta, g_stats, acc.beta)
-    objectives = []
-    for _ in range(num_iters):
-        for i in range(dim):
-            cofactor = torch.linalg.inv(delta)[:, i]
-            direction = g_inv[i] @ cofactor
-            denom = float(direction @ cofactor)
-            if not denom > 0:
-                raise EstimationError("MLLT statistics are not positive definite")
-            delta[i] = direction * math.sqrt(acc.beta / denom)
-        objectives.append(mllt_objective(delta, g_stats, acc.beta) / acc.beta)
+    before = mllt_objective(torch.eye(dim, dtype=torch.float64), g_stats, acc.beta)
+    delta, objectives = _mllt_iterations(g_inv.numpy(), acc.beta, num_iters)
+    objectives = [mllt_objective(a, g_stats, acc.beta) / acc.beta for a in objectives]
     transform = delta.clone()
     if current_transform is not None:
         current = torch.as_tensor(current_transform, dtype=torch.float64).cpu()
