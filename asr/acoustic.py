@@ -1,0 +1,140 @@
+"""One interface to every acoustic model family: :func:`load_acoustic_model`.
+
+Whatever its family, an acoustic model maps the features of one utterance to a
+``(num_frames, num_pdfs)`` float32 matrix of scores for the decoder
+(log-likelihoods for GMMs, scaled log-posteriors minus log-priors for DNNs,
+log-posteriors over tokens for CTC). :class:`AcousticModel` is that contract;
+:func:`load_acoustic_model` reads a model directory and dispatches on its
+family:
+
+* ``MODEL_DIR/model.json`` ``{"family": "gmm" | "dnn" | "ctc", ...}`` when present
+  (:func:`write_model_info` writes it);
+* otherwise the family is inferred from the parameter files (``gmm.pt`` /
+  ``gmm.npz`` -> ``"gmm"``).
+
+Families register a loader (``"module:Class.method"``) in :data:`FAMILY_LOADERS`
+(``"gmm"`` here; the neural models add ``"dnn"`` and ``"ctc"``).
+
+>>> from asr.acoustic import load_acoustic_model  # doctest: +SKIP
+>>> model = load_acoustic_model("exp/yesno/mono")  # doctest: +SKIP
+>>> model.family, model.num_pdfs  # doctest: +SKIP
+('gmm', 16)
+>>> model.log_likelihoods(model.features(raw_mfcc)).shape  # doctest: +SKIP
+(613, 16)
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from asr.errors import ModelError
+from asr.features.pipeline import FeaturePipelineConfig
+from asr.fileio import atomic_write_text
+
+__all__ = [
+    "FAMILY_LOADERS",
+    "MODEL_INFO_FILE",
+    "AcousticModel",
+    "detect_family",
+    "load_acoustic_model",
+    "read_model_info",
+    "write_model_info",
+]
+
+MODEL_INFO_FILE = "model.json"
+
+#: family -> "module:attribute.path" of a callable ``(model_dir, *, device) -> AcousticModel``.
+FAMILY_LOADERS: dict[str, str] = {
+    "gmm": "asr.gmm.acoustic:GmmAcousticModel.load",
+}
+
+# parameter files that identify a family when model.json is absent
+_FAMILY_FILES: tuple[tuple[str, str], ...] = (("gmm.pt", "gmm"), ("gmm.npz", "gmm"))
+
+
+@runtime_checkable
+class AcousticModel(Protocol):
+    """What the decoder, the CLI and the server need from an acoustic model."""
+
+    family: str
+    feature_pipeline: FeaturePipelineConfig
+
+    @property
+    def num_pdfs(self) -> int: ...
+
+    def features(
+        self, raw_feats: np.ndarray, *, cmvn_stats: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Raw front-end features ``(num_frames, raw_dim)`` -> model input (float32)."""
+        ...
+
+    def log_likelihoods(self, feats: np.ndarray) -> np.ndarray:
+        """Model input ``(num_frames, dim)`` -> scores ``(num_frames, num_pdfs)`` float32."""
+        ...
+
+
+def write_model_info(model_dir: str | os.PathLike, *, family: str, **extra: Any) -> Path:
+    """Write ``MODEL_DIR/model.json`` (``{"family": family, **extra}``) atomically."""
+    if family not in FAMILY_LOADERS:
+        raise ModelError(f"unknown model family {family!r}; known: {sorted(FAMILY_LOADERS)}")
+    path = Path(model_dir) / MODEL_INFO_FILE
+    atomic_write_text(
+        path, json.dumps({"family": family, **extra}, indent=2, sort_keys=True) + "\n"
+    )
+    return path
+
+
+def read_model_info(model_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """``MODEL_DIR/model.json`` as a dict, or None when absent; errors name the file."""
+    path = Path(model_dir) / MODEL_INFO_FILE
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(f"{path}: cannot read model info: {err}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("family"), str):
+        raise ModelError(f"{path}: expected a JSON object with a 'family' string")
+    return info
+
+
+def detect_family(model_dir: str | os.PathLike) -> str:
+    """The family of a model dir (see the module docstring); :class:`ModelError` if unknown."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelError(f"{model_dir}: model directory not found")
+    info = read_model_info(model_dir)
+    if info is not None:
+        return info["family"]
+    for name, family in _FAMILY_FILES:
+        if (model_dir / name).is_file():
+            return family
+    raise ModelError(
+        f"{model_dir}: cannot tell the model family (no {MODEL_INFO_FILE} and no "
+        f"{' / '.join(n for n, _ in _FAMILY_FILES)}); is it a trained model dir?"
+    )
+
+
+def _resolve(target: str):
+    module_name, _, attr_path = target.partition(":")
+    obj = importlib.import_module(module_name)
+    for attr in attr_path.split("."):
+        obj = getattr(obj, attr)
+    return obj
+
+
+def load_acoustic_model(model_dir: str | os.PathLike, device: str = "cpu") -> AcousticModel:
+    """Load the acoustic model in ``model_dir`` (any registered family) on ``device``."""
+    family = detect_family(model_dir)
+    target = FAMILY_LOADERS.get(family)
+    if target is None:
+        raise ModelError(
+            f"{model_dir}: model family {family!r} is not supported; known: {sorted(FAMILY_LOADERS)}"
+        )
+    return _resolve(target)(model_dir, device=device)
