@@ -1,9 +1,20 @@
-"""``asr decode``: Viterbi beam search of log-likelihood matrices over a graph.
+"""``asr decode``: decode a data dir with a model, or log-likelihood matrices, over a graph.
 
-Example::
+Examples::
 
+    asr decode exp/an4/mono data/an4/dev --graph exp/an4/mono/graph \\
+        --acoustic-scales 0.05,0.067,0.083,0.1          # picks the best scale on dev
+    asr decode exp/an4/mono data/an4/test --graph exp/an4/mono/graph --acoustic-scale 0.083
     asr decode --graph exp/an4/graph --log-likes exp/an4/mono/loglikes.ark \\
         --out exp/an4/mono/decode_test --ref data/an4/test/text
+
+With ``MODEL_DIR DATA_DIR`` (any model family), features come from
+``DATA_DIR/feats.scp`` through the model's feature pipeline and the outputs
+(``--out``, default ``MODEL_DIR/decode_<basename DATA_DIR>``) are those of
+:func:`asr.decode.model_decode.decode_data_dir` (``hyp.txt``, ``ali.txt``,
+``costs.txt``, ``wer``, ``per_utt``, ``wer_<scale>``, ``best_wer``, ``decode.json``).
+
+With ``--log-likes``:
 
 ``--graph`` is an ``.fst`` file or a graph directory holding ``HCLG.fst`` (or
 ``TLG.fst``), ``ilabel_to_pdf.int`` and ``words.txt``. Writes (atomically):
@@ -30,27 +41,41 @@ from asr.cli.common import progress_enabled
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "decode",
-        help="Viterbi beam search of log-likelihoods over an HCLG/TLG graph",
-        description="Decode a Kaldi ark of (num_frames, num_pdfs) log-likelihood matrices over a "
-        "decoding graph with our Viterbi beam search (Kaldi FasterDecoder semantics).",
+        help="decode a data dir with a model (and score it), or log-likelihoods, over a graph",
+        description="Decode DATA_DIR with the acoustic model in MODEL_DIR over a decoding graph "
+        "and score it against DATA_DIR/text; or (--log-likes) decode a Kaldi ark of "
+        "(num_frames, num_pdfs) log-likelihood matrices. Viterbi beam search with Kaldi "
+        "FasterDecoder semantics.",
     )
-    parser.add_argument("--graph", type=Path, required=True, help="graph .fst or graph directory")
+    parser.add_argument("model_dir", nargs="?", type=Path, help="model directory")
+    parser.add_argument("data_dir", nargs="?", type=Path, help="data dir with feats.scp")
+    parser.add_argument("--graph", type=Path, required=True, help="graph directory (or .fst)")
     parser.add_argument("--words", type=Path, help="words.txt (default: GRAPH_DIR/words.txt)")
-    parser.add_argument(
-        "--log-likes", type=Path, required=True, help="ark of log-likelihood matrices"
-    )
+    parser.add_argument("--log-likes", type=Path, help="ark of log-likelihood matrices")
     parser.add_argument(
         "--ilabel-map", type=Path, help="ilabel_to_pdf.int (default: GRAPH_DIR/ilabel_to_pdf.int)"
     )
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--beam", type=float, default=16.0)
+    parser.add_argument(
+        "--out", type=Path, help="output directory (default: MODEL_DIR/decode_<DATA_DIR name>)"
+    )
+    parser.add_argument(
+        "--beam", type=float, help="beam (default: 13 with MODEL_DIR, 16 with --log-likes)"
+    )
     parser.add_argument("--max-active", type=int, default=7000)
     parser.add_argument("--min-active", type=int, default=200)
     parser.add_argument("--beam-delta", type=float, default=0.5)
-    parser.add_argument("--acoustic-scale", type=float, default=0.1)
+    parser.add_argument("--acoustic-scale", type=float, help="acoustic scale (default: 0.1)")
+    parser.add_argument(
+        "--acoustic-scales",
+        help="comma-separated scales to try (MODEL_DIR mode); the best on DATA_DIR/text wins",
+    )
+    parser.add_argument("--nj", type=int, default=1, help="parallel jobs (MODEL_DIR mode)")
     parser.add_argument("--ref", type=Path, help="reference Kaldi text file: also write OUT/wer")
     parser.add_argument(
-        "--device", default="cpu", help="cpu (compiled search) or cuda (batched torch search)"
+        "--device",
+        default="cpu",
+        help="--log-likes: cpu (compiled search) or cuda (batched torch search); "
+        "MODEL_DIR: device of the acoustic model",
     )
     parser.add_argument("--batch-size", type=int, default=32, help="utterances per batch on cuda")
     parser.set_defaults(func=run)
@@ -111,7 +136,93 @@ def _read_ark(path: Path):
         raise ArchiveError(f"{path}: cannot read matrix archive: {err}") from None
 
 
+def _parse_scales(text: str) -> list[float]:
+    from asr.errors import DecodeError
+
+    try:
+        scales = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise DecodeError(
+            f"--acoustic-scales: expected numbers separated by commas, got {text!r}"
+        ) from None
+    if not scales:
+        raise DecodeError("--acoustic-scales: no scales given")
+    return scales
+
+
 def run(args: argparse.Namespace) -> int:
+    from asr.errors import DecodeError
+
+    if args.log_likes is not None:
+        if args.model_dir is not None:
+            raise DecodeError("give either MODEL_DIR DATA_DIR or --log-likes ARK, not both")
+        if args.out is None:
+            raise DecodeError("--log-likes needs --out DIR")
+        if args.acoustic_scales is not None:
+            raise DecodeError("--acoustic-scales needs MODEL_DIR DATA_DIR (not --log-likes)")
+        return run_log_likes(args)
+    if args.model_dir is None or args.data_dir is None:
+        raise DecodeError("give MODEL_DIR DATA_DIR (or --log-likes ARK --out DIR)")
+    return run_model(args)
+
+
+def run_model(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from asr.decode import DecoderConfig
+    from asr.decode.model_decode import decode_data_dir, format_scale
+    from asr.errors import DecodeError
+
+    for name in ("ref", "words", "ilabel_map"):
+        if getattr(args, name) is not None:
+            flag = "--" + name.replace("_", "-")
+            raise DecodeError(
+                f"{flag} is for --log-likes mode; MODEL_DIR mode uses DATA_DIR/text "
+                "and the graph directory's files"
+            )
+    if args.acoustic_scales is not None and args.acoustic_scale is not None:
+        raise DecodeError("give --acoustic-scale or --acoustic-scales, not both")
+    graph_dir = args.graph if args.graph.is_dir() else args.graph.parent
+    out = args.out or args.model_dir / f"decode_{args.data_dir.resolve().name}"
+    config = DecoderConfig(
+        beam=13.0 if args.beam is None else args.beam,
+        max_active=args.max_active,
+        min_active=args.min_active,
+        beam_delta=args.beam_delta,
+        acoustic_scale=0.1 if args.acoustic_scale is None else args.acoustic_scale,
+    )
+    scales = _parse_scales(args.acoustic_scales) if args.acoustic_scales is not None else None
+    with tqdm(desc="decode", unit="utt", disable=not progress_enabled()) as bar:
+        summary = decode_data_dir(
+            args.model_dir,
+            graph_dir,
+            args.data_dir,
+            out,
+            config=config,
+            acoustic_scales=scales,
+            num_jobs=args.nj,
+            progress=bar.update,
+            device=args.device,
+        )
+    if summary.num_not_final:
+        print(
+            f"asr decode: warning: {summary.num_not_final} utterance(s) did not reach a final "
+            "state (best partial path used)",
+            file=sys.stderr,
+        )
+    if len(summary.acoustic_scales) > 1:
+        tried = ", ".join(f"{format_scale(s)}: {w:.2f}" for s, w in summary.wer_by_scale.items())
+        print(f"acoustic scale {format_scale(summary.acoustic_scale)} chosen (%WER {tried})")
+    if summary.summary_line is not None:
+        print(f"{summary.summary_line} {out}")
+    print(
+        f"decoded {summary.num_utterances} utterances ({summary.audio_seconds:.1f} s of audio) "
+        f"in {summary.wall_seconds:.1f} s: RTF {summary.rtf:.3f}; wrote {out}"
+    )
+    return 0
+
+
+def run_log_likes(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
@@ -125,11 +236,11 @@ def run(args: argparse.Namespace) -> int:
     word_symbols = read_words(words_path) if words_path is not None else None
     graph = DecodingGraph.from_fst(graph_path, ilabel_map)
     config = DecoderConfig(
-        beam=args.beam,
+        beam=16.0 if args.beam is None else args.beam,
         max_active=args.max_active,
         min_active=args.min_active,
         beam_delta=args.beam_delta,
-        acoustic_scale=args.acoustic_scale,
+        acoustic_scale=0.1 if args.acoustic_scale is None else args.acoustic_scale,
     )
     use_torch = args.device != "cpu"
     batcher = BatchedDecoder(graph, config, device=args.device) if use_torch else None

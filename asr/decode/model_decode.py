@@ -1,0 +1,397 @@
+"""Decode a data directory with an acoustic model and a graph, and score it (Kaldi's
+``steps/decode.sh`` + ``local/score.sh``).
+
+:func:`decode_data_dir` loads any model dir (:func:`asr.acoustic.load_acoustic_model`),
+checks that the graph was built for the model's pdfs, makes the model's
+features from ``DATA/feats.scp`` (:mod:`asr.features.pipeline`), scores them,
+runs the Viterbi beam search (:func:`asr.decode.decode`) on every utterance, in
+``num_jobs`` jobs split by speaker on any :class:`concurrent.futures.Executor`,
+and writes into ``out_dir`` (atomically):
+
+* ``hyp.txt`` — Kaldi ``text`` of the hypotheses; ``ali.txt`` — transition-ids per frame;
+* ``costs.txt`` — ``utt_id total graph acoustic num_frames reached_final``;
+* with ``DATA/text``: ``wer`` (``%WER``/``%SER``/``Scored`` lines of :mod:`asr.scoring`)
+  and ``per_utt`` (aligned ref/hyp per utterance);
+* ``decode.json`` — the summary (scales, WERs, frames, times, RTF).
+
+Kaldi scores a lattice at several LM weights and keeps the best on the set; we
+decode at several acoustic scales instead (LM weight = 1 / acoustic scale):
+with ``acoustic_scales=(0.05, 0.067, 0.083, 0.1)``, every scale writes
+``hyp_<scale>.txt`` and ``wer_<scale>``, and ``hyp.txt``/``ali.txt``/``wer``/``per_utt``
+are those of the scale with the fewest errors (the first on ties), named in
+``best_wer`` (as Kaldi's ``utils/best_wer.sh`` prints it). Choose the scale on
+dev and pass it as the fixed ``config.acoustic_scale`` for test.
+
+>>> from asr.decode.model_decode import decode_data_dir  # doctest: +SKIP
+>>> summary = decode_data_dir("exp/yesno/mono", "exp/yesno/mono/graph", "data/yesno/test",
+...                           "exp/yesno/mono/decode_test")  # doctest: +SKIP
+>>> summary.summary_line  # doctest: +SKIP
+'%WER 0.00 [ 0 / 232, 0 ins, 0 del, 0 sub ]'
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import json
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asr.data import read_kaldi_map
+from asr.decode.graph import DecodingGraph
+from asr.decode.traceback import DecodeResult
+from asr.decode.viterbi import DecoderConfig, decode
+from asr.errors import DecodeError, GraphError
+from asr.fileio import atomic_write, atomic_write_text
+
+__all__ = ["DecodeSummary", "decode_data_dir", "format_scale", "resolve_graph_dir"]
+
+_GRAPH_FILES = ("HCLG.fst", "TLG.fst")
+
+
+@dataclass(frozen=True)
+class DecodeSummary:
+    """What :func:`decode_data_dir` did.
+
+    ``acoustic_scale``: the scale of ``hyp.txt`` (the best one when several were
+    tried); ``wer_by_scale``: ``{scale: %WER}`` (empty without ``DATA/text``);
+    ``audio_seconds``: frames x frame shift; ``wall_seconds``: the whole run;
+    ``likelihood_seconds``/``search_seconds``: summed over jobs.
+    """
+
+    out_dir: Path
+    num_utterances: int
+    num_frames: int
+    num_not_final: int
+    acoustic_scale: float
+    acoustic_scales: tuple[float, ...]
+    wer: float | None
+    summary_line: str | None
+    wer_by_scale: dict[float, float] = field(default_factory=dict)
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    likelihood_seconds: float = 0.0
+    search_seconds: float = 0.0
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor of the whole run (wall time / audio time)."""
+        return self.wall_seconds / self.audio_seconds if self.audio_seconds > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class _JobResult:
+    utt_ids: list[str]
+    results: list[list[DecodeResult]]  # [utterance][scale]
+    likelihood_seconds: float
+    search_seconds: float
+
+
+def format_scale(scale: float) -> str:
+    """A scale as used in file names: ``0.0833 -> '0.0833'``, ``0.1 -> '0.1'``."""
+    return f"{scale:g}"
+
+
+def resolve_graph_dir(graph_dir: str | os.PathLike) -> tuple[Path, Path, Path | None]:
+    """``(graph .fst, ilabel_to_pdf.int, words.txt or None)`` of a graph directory."""
+    graph_dir = Path(graph_dir)
+    if not graph_dir.is_dir():
+        raise GraphError(f"{graph_dir}: graph directory not found")
+    fst = next((graph_dir / n for n in _GRAPH_FILES if (graph_dir / n).is_file()), None)
+    if fst is None:
+        raise GraphError(f"{graph_dir}: no {' or '.join(_GRAPH_FILES)} in the graph directory")
+    ilabel_map = graph_dir / "ilabel_to_pdf.int"
+    if not ilabel_map.is_file():
+        raise GraphError(f"{ilabel_map}: not found")
+    words = graph_dir / "words.txt"
+    return fst, ilabel_map, words if words.is_file() else None
+
+
+def _load_words(path: Path | None):
+    if path is None:
+        return None
+    from asr.lang.symbols import read_symbol_table
+
+    return read_symbol_table(path)
+
+
+def _decode_utterances(
+    model,
+    graph: DecodingGraph,
+    word_symbols,
+    *,
+    data_dir: Path,
+    utt_ids: Sequence[str],
+    configs: Sequence[DecoderConfig],
+    progress: Callable[[int], None] | None,
+) -> _JobResult:
+    from asr.features.pipeline import iter_features
+
+    results: list[list[DecodeResult]] = []
+    like_s = search_s = 0.0
+    features = iter_features(
+        data_dir,
+        model.feature_pipeline,
+        model_dir=getattr(model, "model_dir", None),
+        utt_ids=utt_ids,
+        transform=getattr(model, "transform", None),
+    )
+    for utt_id, feats in features:
+        t0 = time.perf_counter()
+        log_likes = model.log_likelihoods(feats)
+        t1 = time.perf_counter()
+        try:
+            per_scale = [decode(graph, log_likes, c, word_symbols=word_symbols) for c in configs]
+        except DecodeError as err:
+            raise DecodeError(f"utterance {utt_id}: {err}") from None
+        search_s += time.perf_counter() - t1
+        like_s += t1 - t0
+        results.append(per_scale)
+        if progress is not None:
+            progress(1)
+    return _JobResult(list(utt_ids), results, like_s, search_s)
+
+
+def _decode_job(spec: dict[str, Any]) -> _JobResult:
+    """One job in a worker: load model and graph, decode ``spec['utt_ids']``."""
+    from asr.acoustic import load_acoustic_model
+
+    torch = sys.modules.get("torch")
+    if torch is not None and spec["single_thread"]:
+        torch.set_num_threads(1)
+    model = load_acoustic_model(spec["model_dir"], device=spec["device"])
+    fst, ilabel_map, words = resolve_graph_dir(spec["graph_dir"])
+    graph = DecodingGraph.from_fst(fst, ilabel_map)
+    return _decode_utterances(
+        model,
+        graph,
+        _load_words(words),
+        data_dir=Path(spec["data_dir"]),
+        utt_ids=spec["utt_ids"],
+        configs=spec["configs"],
+        progress=None,
+    )
+
+
+def _default_executor(num_jobs: int) -> cf.Executor:
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    return cf.ProcessPoolExecutor(max_workers=num_jobs, mp_context=context)
+
+
+def _write_outputs(
+    out_dir: Path,
+    utt_ids: list[str],
+    results: list[DecodeResult],
+    *,
+    suffix: str,
+    write_alignment: bool,
+) -> dict[str, str]:
+    hyps = {u: r.text for u, r in zip(utt_ids, results, strict=True)}
+    atomic_write_text(
+        out_dir / f"hyp{suffix}.txt", "".join(f"{u} {t}".rstrip() + "\n" for u, t in hyps.items())
+    )
+    if write_alignment:
+        with atomic_write(out_dir / f"ali{suffix}.txt") as f:
+            for u, r in zip(utt_ids, results, strict=True):
+                f.write(f"{u} {' '.join(map(str, r.alignment.tolist()))}\n")
+        with atomic_write(out_dir / f"costs{suffix}.txt") as f:
+            for u, r in zip(utt_ids, results, strict=True):
+                f.write(
+                    f"{u} {r.total_cost:.4f} {r.graph_cost:.4f} {r.acoustic_cost:.4f} "
+                    f"{r.num_frames} {int(r.reached_final)}\n"
+                )
+    return hyps
+
+
+def decode_data_dir(
+    model_dir: str | os.PathLike,
+    graph_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    config: DecoderConfig | None = None,
+    acoustic_scales: Sequence[float] | None = None,
+    num_jobs: int = 1,
+    executor: cf.Executor | None = None,
+    progress: Callable[[int], None] | None = None,
+    device: str = "cpu",
+    write_alignment: bool = True,
+) -> DecodeSummary:
+    """Decode every utterance of ``data_dir``'s ``feats.scp``; see the module docstring.
+
+    ``config``: beam search options (default ``DecoderConfig(beam=13.0)``); its
+    ``acoustic_scale`` is used unless ``acoustic_scales`` lists several to try
+    (needs ``DATA/text`` to choose). ``num_jobs``: Kaldi's ``--nj`` (speakers kept
+    whole); ``executor``: where jobs run (default: a local process pool when
+    ``num_jobs > 1``, this process otherwise). ``progress``: called with the number
+    of utterances just finished. Raises :class:`GraphError` when graph and model
+    disagree on ``num_pdfs``.
+    """
+    from asr.acoustic import load_acoustic_model
+    from asr.graph.mkgraph import GraphInfo
+
+    start = time.perf_counter()
+    model_dir, graph_dir = Path(model_dir), Path(graph_dir)
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    config = config if config is not None else DecoderConfig(beam=13.0)
+    scales = (
+        tuple(float(s) for s in acoustic_scales) if acoustic_scales else (config.acoustic_scale,)
+    )
+    if len(set(scales)) != len(scales):
+        raise DecodeError(f"acoustic scales repeat: {scales}")
+    configs = [dataclasses.replace(config, acoustic_scale=s) for s in scales]
+    if num_jobs < 1:
+        raise DecodeError(f"num_jobs must be >= 1, got {num_jobs}")
+
+    model = load_acoustic_model(model_dir, device=device)
+    info = GraphInfo.read(graph_dir)
+    if info.num_pdfs != model.num_pdfs:
+        raise GraphError(
+            f"{graph_dir}: the graph was built for {info.num_pdfs} pdfs but the model "
+            f"{model_dir} has {model.num_pdfs}; rebuild it (asr graph mkgraph LANG {model_dir} ...)"
+        )
+    fst, ilabel_map, words_path = resolve_graph_dir(graph_dir)
+    text_path = data_dir / "text"
+    refs = None
+    if text_path.is_file():
+        from asr.scoring import read_text_file
+
+        refs = read_text_file(text_path)
+    elif len(scales) > 1:
+        raise DecodeError(f"{text_path}: not found; choosing among acoustic scales needs it")
+    feats_scp = data_dir / "feats.scp"
+    if not feats_scp.is_file():
+        raise DecodeError(f"{feats_scp}: not found; run `asr features compute {data_dir}` first")
+    utt_ids = list(read_kaldi_map(feats_scp))
+    if not utt_ids:
+        raise DecodeError(f"{feats_scp}: no utterances")
+
+    if num_jobs == 1 and executor is None:
+        graph = DecodingGraph.from_fst(fst, ilabel_map)
+        job_results = [
+            _decode_utterances(
+                model,
+                graph,
+                _load_words(words_path),
+                data_dir=data_dir,
+                utt_ids=utt_ids,
+                configs=configs,
+                progress=progress,
+            )
+        ]
+    else:
+        from asr.features.batch import split_utterances
+
+        utt2spk_path = data_dir / "utt2spk"
+        utt2spk = read_kaldi_map(utt2spk_path) if utt2spk_path.is_file() else {}
+        utt2spk = {u: utt2spk.get(u, u) for u in utt_ids}
+        splits = split_utterances(sorted(utt_ids), utt2spk, num_jobs)
+        specs = [
+            {
+                "model_dir": str(model_dir),
+                "graph_dir": str(graph_dir),
+                "data_dir": str(data_dir),
+                "utt_ids": utts,
+                "configs": configs,
+                "device": device,
+                "single_thread": executor is None,
+            }
+            for utts in splits
+        ]
+        own = executor is None
+        pool = _default_executor(len(specs)) if own else executor
+        try:
+            futures = [pool.submit(_decode_job, spec) for spec in specs]
+            for future in cf.as_completed(futures):
+                if progress is not None:
+                    progress(len(future.result().utt_ids))
+            job_results = [f.result() for f in futures]
+        finally:
+            if own:
+                pool.shutdown(cancel_futures=True)
+
+    by_utt = {}
+    for job in job_results:
+        by_utt.update(zip(job.utt_ids, job.results, strict=True))
+    per_scale = [[by_utt[u][i] for u in utt_ids] for i in range(len(scales))]
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scored: list[Any] = []
+    for scale, results in zip(scales, per_scale, strict=True):
+        if len(scales) == 1:
+            break
+        tag = format_scale(scale)
+        hyps = _write_outputs(out_dir, utt_ids, results, suffix=f"_{tag}", write_alignment=False)
+        from asr.scoring import score
+
+        result = score(refs, hyps)
+        atomic_write_text(out_dir / f"wer_{tag}", result.summary() + "\n")
+        scored.append(result)
+    best = min(range(len(scales)), key=lambda i: scored[i].errors) if scored else 0
+    hyps = _write_outputs(
+        out_dir, utt_ids, per_scale[best], suffix="", write_alignment=write_alignment
+    )
+    summary_line = wer = None
+    wer_by_scale: dict[float, float] = {}
+    if refs is not None:
+        from asr.scoring import score
+
+        result = scored[best] if scored else score(refs, hyps)
+        atomic_write_text(out_dir / "wer", result.summary() + "\n")
+        result.write_per_utt(out_dir / "per_utt")
+        summary_line, wer = result.summary_line(), result.wer
+        if scored:
+            wer_by_scale = {s: r.wer for s, r in zip(scales, scored, strict=True)}
+        else:
+            wer_by_scale = {scales[0]: wer}
+        if scored:
+            atomic_write_text(
+                out_dir / "best_wer",
+                f"{summary_line} {out_dir / ('wer_' + format_scale(scales[best]))}\n",
+            )
+
+    frame_shift_ms = float((model.feature_pipeline.base or {}).get("frame_shift_ms", 10.0))
+    num_frames = sum(r.num_frames for r in per_scale[best])
+    summary = DecodeSummary(
+        out_dir=out_dir,
+        num_utterances=len(utt_ids),
+        num_frames=num_frames,
+        num_not_final=sum(not r.reached_final for r in per_scale[best]),
+        acoustic_scale=scales[best],
+        acoustic_scales=scales,
+        wer=wer,
+        summary_line=summary_line,
+        wer_by_scale=wer_by_scale,
+        audio_seconds=num_frames * frame_shift_ms / 1000.0,
+        wall_seconds=time.perf_counter() - start,
+        likelihood_seconds=sum(j.likelihood_seconds for j in job_results),
+        search_seconds=sum(j.search_seconds for j in job_results),
+    )
+    record = {
+        "model_dir": str(model_dir),
+        "graph_dir": str(graph_dir),
+        "data_dir": str(data_dir),
+        "decoder": dataclasses.asdict(config) | {"acoustic_scale": scales[best]},
+        "acoustic_scales": list(scales),
+        "best_acoustic_scale": scales[best],
+        "wer_by_scale": {format_scale(s): w for s, w in wer_by_scale.items()},
+        "wer": wer,
+        "num_utterances": summary.num_utterances,
+        "num_frames": num_frames,
+        "num_not_final": summary.num_not_final,
+        "num_jobs": len(job_results),
+        "audio_seconds": round(summary.audio_seconds, 3),
+        "wall_seconds": round(summary.wall_seconds, 3),
+        "likelihood_seconds": round(summary.likelihood_seconds, 3),
+        "search_seconds": round(summary.search_seconds, 3),
+        "rtf": round(summary.rtf, 5),
+    }
+    atomic_write_text(out_dir / "decode.json", json.dumps(record, indent=2) + "\n")
+    return summary
