@@ -273,3 +273,19 @@ def test_dnn_log_likelihoods_are_log_posteriors_minus_log_priors():
     np.testing.assert_allclose(log_likes, log_post[0].detach().numpy() - log_priors, atol=1e-6)
     with pytest.raises(ModelError, match="log_priors"):
         dnn_log_likelihoods(model, feats, log_priors=log_priors[:3])
+
+
+def test_bilstm_equals_torch_bidirectional_lstm_with_the_same_weights():
+    """Oracle: torch's own bidirectional multi-layer nn.LSTM on an unpadded utterance."""
+    model = _ctc(bidirectional=True, num_layers=2)
+    reference = torch.nn.LSTM(5, 8, num_layers=2, bidirectional=True, batch_first=True)
+    with torch.no_grad():
+        for i, (fw, bw) in enumerate(zip(model.forward_layers, model.backward_layers, strict=True)):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(reference, f"{name}_l{i}").copy_(getattr(fw, f"{name}_l0"))
+                getattr(reference, f"{name}_l{i}_reverse").copy_(getattr(bw, f"{name}_l0"))
+        feats = torch.randn(1, 17, 5)
+        hidden, _ = reference(feats)
+        expected = torch.log_softmax(model.output(hidden), dim=-1)
+        got, _ = model(feats, torch.tensor([17]))
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)

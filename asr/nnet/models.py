@@ -183,6 +183,15 @@ def _edge_pad(feats: torch.Tensor, lengths: torch.Tensor, left: int, right: int)
     return torch.gather(feats, 1, index.unsqueeze(-1).expand(batch, -1, dim))
 
 
+def _reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each utterance's first ``lengths[b]`` frames of ``x: (B, T, H)``; padding stays put."""
+    batch, num_frames, dim = x.shape
+    frames = torch.arange(num_frames, device=x.device).unsqueeze(0)
+    lens = lengths.to(x.device).unsqueeze(1)
+    index = torch.where(frames < lens, lens - 1 - frames, frames)
+    return torch.gather(x, 1, index.unsqueeze(-1).expand(batch, num_frames, dim))
+
+
 class _ConvStack(nn.Module):
     """Unpadded 1-D convolutions over time, with edge replication only at the input.
 
@@ -374,14 +383,26 @@ class CtcModel(nn.Module):
                 dropout=0.0,
             )
             lstm_in = config.conv_channels
-        self.lstm = nn.LSTM(
-            lstm_in,
-            config.hidden,
-            num_layers=config.num_layers,
-            batch_first=True,
-            bidirectional=config.bidirectional,
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
-        )
+        # Unpacked recurrences throughout: packed sequences make the CPU backward pass
+        # quadratic in num_frames (a full-size zero gradient per time step). A
+        # unidirectional LSTM can ignore the padded tail; a bidirectional one runs its
+        # backward direction over each utterance reversed within its own length.
+        self.lstm: nn.LSTM | None = None
+        self.forward_layers = nn.ModuleList()
+        self.backward_layers = nn.ModuleList()
+        if config.bidirectional:
+            for i in range(config.num_layers):
+                layer_in = lstm_in if i == 0 else 2 * config.hidden
+                self.forward_layers.append(nn.LSTM(layer_in, config.hidden, batch_first=True))
+                self.backward_layers.append(nn.LSTM(layer_in, config.hidden, batch_first=True))
+        else:
+            self.lstm = nn.LSTM(
+                lstm_in,
+                config.hidden,
+                num_layers=config.num_layers,
+                batch_first=True,
+                dropout=config.dropout if config.num_layers > 1 else 0.0,
+            )
         self.dropout = nn.Dropout(config.dropout)
         self.output = nn.Linear(
             config.hidden * (2 if config.bidirectional else 1), config.num_tokens
@@ -413,12 +434,18 @@ class CtcModel(nn.Module):
             x, out_lengths = self.front(feats, lengths)
         else:
             x, out_lengths = feats, lengths
-        total = x.shape[1]
-        packed = nn.utils.rnn.pack_padded_sequence(
-            x, out_lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
-        )
-        out, _ = self.lstm(packed)
-        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=total)
+        if self.lstm is not None:
+            out, _ = self.lstm(x)
+        else:
+            out = x
+            for i, (fw, bw) in enumerate(
+                zip(self.forward_layers, self.backward_layers, strict=True)
+            ):
+                if i > 0:
+                    out = self.dropout(out)
+                ahead, _ = fw(out)
+                behind, _ = bw(_reverse_within_lengths(out, out_lengths))
+                out = torch.cat([ahead, _reverse_within_lengths(behind, out_lengths)], dim=-1)
         return F.log_softmax(self.output(self.dropout(out)), dim=-1), out_lengths
 
     def forward_chunk(
