@@ -16,6 +16,7 @@ from asr.nnet.data import (
     make_batches,
     shard_batches,
     spec_augment,
+    time_stretch,
 )
 
 
@@ -139,3 +140,29 @@ def test_spec_augment_masks_within_bounds():
     torch.testing.assert_close(same, out)
     none = spec_augment(feats, lengths, SpecAugmentConfig(0, 0, 0, 0), generator=torch.Generator())
     torch.testing.assert_close(none, feats)
+
+
+def test_time_stretch_is_linear_interpolation_in_time():
+    feats = torch.from_numpy(np.random.default_rng(0).normal(size=(11, 3)).astype(np.float32))
+    for factor, expected_frames in ((2.0, 6), (0.9, 12), (1.0, 11)):
+        out = time_stretch(feats, factor)
+        assert out.shape == (expected_frames, 3)
+        grid = np.linspace(0, 10, expected_frames)
+        oracle = np.stack(
+            [np.interp(grid, np.arange(11), feats[:, d].numpy()) for d in range(3)], 1
+        )
+        np.testing.assert_allclose(out.numpy(), oracle, atol=1e-5)
+    with pytest.raises(TrainingError, match="> 0"):
+        time_stretch(feats, 0.0)
+
+
+def test_collate_speed_perturbation_only_for_token_targets():
+    tokens = NnetDataset.from_arrays(
+        {"a": np.zeros((10, 2), np.float32), "b": np.ones((4, 2), np.float32)},
+        {"a": np.array([1]), "b": np.array([2])},
+        target_type="tokens",
+    )
+    batch = collate(tokens, [0, 1], speed_factors=(2.0,), generator=torch.Generator())
+    assert batch.lengths.tolist() == [5, 2] and batch.targets.tolist() == [[1], [2]]
+    with pytest.raises(TrainingError, match="token targets"):
+        collate(_frames_data(), [0], speed_factors=(1.1,), generator=torch.Generator())

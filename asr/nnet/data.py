@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 from asr.errors import TrainingError
@@ -41,6 +42,7 @@ __all__ = [
     "make_batches",
     "shard_batches",
     "spec_augment",
+    "time_stretch",
 ]
 
 IGNORE_INDEX = -100
@@ -229,6 +231,26 @@ def spec_augment(
     return feats.masked_fill(mask.to(feats.device), config.fill_value)
 
 
+def time_stretch(feats: torch.Tensor, factor: float) -> torch.Tensor:
+    """Feature-domain speed perturbation: ``(num_frames, D) -> (round(num_frames / factor), D)``.
+
+    Linear interpolation along time (end frames kept). An approximation of
+    waveform speed perturbation (the spectrum is not shifted); token targets only.
+    """
+    if factor <= 0:
+        raise TrainingError(f"speed factor must be > 0, got {factor}")
+    num_frames = feats.shape[0]
+    new_frames = max(1, round(num_frames / factor))
+    if new_frames == num_frames:
+        return feats
+    if num_frames == 1:
+        return feats.expand(new_frames, -1).clone()
+    stretched = F.interpolate(
+        feats.T.unsqueeze(0), size=new_frames, mode="linear", align_corners=True
+    )
+    return stretched[0].T.contiguous()
+
+
 def make_batches(
     lengths: np.ndarray,
     *,
@@ -298,10 +320,27 @@ def collate(
     indices: Sequence[int],
     *,
     spec_augment_config: SpecAugmentConfig | None = None,
+    speed_factors: Sequence[float] = (),
     generator: torch.Generator | None = None,
 ) -> Batch:
-    """Pad the utterances ``indices`` of ``dataset`` into a :class:`Batch` (optionally SpecAugmented)."""
+    """Pad the utterances ``indices`` of ``dataset`` into a :class:`Batch`.
+
+    Options (drawn from ``generator``): SpecAugment masks, and a speed factor per
+    utterance from ``speed_factors`` applied by :func:`time_stretch` (token targets only).
+    """
     items = [dataset[i] for i in indices]
+    if speed_factors:
+        if dataset.target_type != "tokens":
+            raise TrainingError(
+                "speed perturbation needs token targets (frame targets would misalign)"
+            )
+        if generator is None:
+            raise TrainingError("speed perturbation needs a torch.Generator")
+        choice = torch.randint(0, len(speed_factors), (len(items),), generator=generator).tolist()
+        items = [
+            (utt_id, time_stretch(feats, speed_factors[k]), targets)
+            for (utt_id, feats, targets), k in zip(items, choice, strict=True)
+        ]
     feats = pad_sequence([f for _, f, _ in items], batch_first=True)
     lengths = torch.tensor([f.shape[0] for _, f, _ in items], dtype=torch.int64)
     pad_value = IGNORE_INDEX if dataset.target_type == "frames" else 0

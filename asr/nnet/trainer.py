@@ -71,7 +71,11 @@ _RESUMABLE_CHANGES = ("epochs", "device")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimization settings. ``batch_frames`` bounds padded frames per batch (per rank)."""
+    """Optimization settings. ``batch_frames`` bounds padded frames per batch (per rank).
+
+    ``spec_augment`` and ``speed_factors`` (feature-domain time stretch, CTC only)
+    augment the training batches; the dev set is never augmented.
+    """
 
     lr: float = 1e-3
     epochs: int = 10
@@ -85,6 +89,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     length_jitter: float = 0.1
     spec_augment: SpecAugmentConfig | None = None
+    speed_factors: tuple[float, ...] = ()
     seed: int = 0
     device: str = "auto"
 
@@ -101,6 +106,9 @@ class TrainConfig:
             )
         if not 0 < self.newbob_factor <= 1 or self.min_lr < 0 or self.early_stopping_patience < 0:
             raise TrainingError(f"invalid TrainConfig (newbob_factor, min_lr, patience): {self}")
+        object.__setattr__(self, "speed_factors", tuple(float(f) for f in self.speed_factors))
+        if any(f <= 0 for f in self.speed_factors):
+            raise TrainingError(f"speed_factors must be > 0, got {self.speed_factors}")
         if self.device != "auto" and not self.device.startswith(("cpu", "cuda")):
             raise TrainingError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
 
@@ -367,7 +375,11 @@ def train(
         )
         for step, indices in enumerate(bar):
             batch = collate(
-                train_data, indices, spec_augment_config=config.spec_augment, generator=generator
+                train_data,
+                indices,
+                spec_augment_config=config.spec_augment,
+                speed_factors=config.speed_factors,
+                generator=generator,
             ).to(device)
             total, num, batch_frames = _batch_loss(train_model, batch, loss)
             mean_loss = total / num.clamp(min=1)
