@@ -20,9 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "score",
         help="word (or character) error rate of hypotheses against references",
         description="Score a hypothesis text file against a reference text file (both Kaldi "
-        "'text' format: utt_id followed by words). Prints %%WER (or %%CER), %%SER and the "
+        "'text' format: utt_id followed by words). Prints %WER (or %CER), %SER and the "
         "number of scored sentences like Kaldi's compute-wer. References without a "
-        "hypothesis count as all deletions (the %%WER line then ends in [PARTIAL]); "
+        "hypothesis count as all deletions (the %WER line then ends in [PARTIAL]); "
         "hypotheses without a reference are an error.",
     )
     parser.add_argument("ref", type=Path, metavar="REF", help="reference text file")
