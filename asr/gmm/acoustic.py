@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ class GmmAcousticModel:
     feature_pipeline: FeaturePipelineConfig
     transform: np.ndarray | None = None
     model_dir: Path | None = None
-    family: str = "gmm"
+    family: ClassVar[str] = "gmm"
 
     def __post_init__(self) -> None:
         if self.gmm.num_pdfs != self.hmm.num_pdfs:
