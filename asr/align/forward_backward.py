@@ -52,16 +52,9 @@ from asr.decode.graph import DecodingGraph
 from asr.decode.viterbi import check_log_likes
 from asr.errors import DecodeError
 
-__all__ = [
-    "ForwardBackwardConfig",
-    "FbResult",
-    "SparsePosteriors",
-    "forward_backward",
-    "pdf_posteriors",
-    "transition_counts",
-]
+__all__ = ["ForwardBackwardConfig", "FbResult", "SparsePosteriors", "forward_backward",
+           "pdf_posteriors", "transition_counts"]  # fmt: skip
 
-_NEG_INF = -np.inf
 # Per-frame posterior sums and forward/backward totals must agree this closely.
 _SUM_TOLERANCE = 1e-3
 
@@ -141,8 +134,7 @@ def _eps_topo_rank(arc_start, eps_start, nextstate):  # pragma: no cover - compi
             num_eps += 1
     rank = np.full(num_states, -1, np.int32)
     queue = np.empty(num_states, np.int32)
-    head = 0
-    tail = 0
+    head, tail = 0, 0
     for s in range(num_states):
         if indeg[s] == 0:
             queue[tail] = s
@@ -158,7 +150,6 @@ def _eps_topo_rank(arc_start, eps_start, nextstate):  # pragma: no cover - compi
                 queue[tail] = n
                 tail += 1
     if head < num_states:
-        rank[0] = -1
         rank[:] = -1
     return rank, num_eps
 
@@ -196,26 +187,16 @@ def _heap_pop(heap, size):  # pragma: no cover - compiled
     return top, size
 
 
+# fmt: off
 @numba.njit(cache=True, nogil=True)
-def _close_frame(
-    arc_start,
-    eps_start,
-    weight,
-    nextstate,
-    rank,
-    state_of_rank,
-    score,
-    active,
-    lst,
-    count,
-    heap,
-    in_heap,
-    banned,
-):  # pragma: no cover - compiled
-    """Epsilon closure of the states ``lst[:count]`` (forward scores in ``score``),
-    in topological order; appends newly reached states; returns the new count.
-    ``banned`` states (pruned after this frame's emitting step) stay out: letting
-    them back in with only their epsilon mass would break forward/backward symmetry."""
+def _close_forward(arc_start, eps_start, weight, nextstate, rank, state_of_rank,
+                   score, active, banned, lst, count, heap, in_heap):  # pragma: no cover
+    """Forward epsilon closure of ``lst[:count]`` (scores in ``score``): states with
+    epsilon arcs are expanded in increasing topological rank (a min-heap), so each
+    is expanded once with its complete score. Appends newly reached states and
+    returns the new count. ``banned`` states (pruned after this frame's emitting
+    step) stay out: letting them back in with only their epsilon mass would break
+    the forward/backward symmetry."""
     size = 0
     for i in range(count):
         s = lst[i]
@@ -226,12 +207,11 @@ def _close_frame(
         r, size = _heap_pop(heap, size)
         s = state_of_rank[r]
         in_heap[s] = False
-        base = score[s]
         for a in range(eps_start[s], arc_start[s + 1]):
             n = nextstate[a]
             if banned[n]:
                 continue
-            v = base - weight[a]
+            v = score[s] - weight[a]
             if active[n]:
                 score[n] = _log_add(score[n], v)
             else:
@@ -246,70 +226,62 @@ def _close_frame(
 
 
 @numba.njit(cache=True, nogil=True)
-def _forward_kernel(
-    arc_start,
-    eps_start,
-    weight,
-    nextstate,
-    pdf,
-    final_cost,
-    start,
-    rank,
-    has_eps,
-    log_likes,
-    scale,
-    beam,
-):  # pragma: no cover - compiled
+def _close_backward(arc_start, eps_start, weight, nextstate, rank, state_of_rank,
+                    beta, states, lo, hi, heap):  # pragma: no cover
+    """Backward epsilon closure of one frame's states ``states[lo:hi]``, whose
+    ``beta`` holds their emitting/final part: states with epsilon arcs are
+    finished in decreasing topological rank (a min-heap on ``last - rank``)."""
+    last = rank.shape[0] - 1
+    size = 0
+    for i in range(lo, hi):
+        s = states[i]
+        if eps_start[s] < arc_start[s + 1]:
+            size = _heap_push(heap, size, last - rank[s])
+    while size > 0:
+        r, size = _heap_pop(heap, size)
+        s = state_of_rank[last - r]
+        b = beta[s]
+        for a in range(eps_start[s], arc_start[s + 1]):
+            b = _log_add(b, beta[nextstate[a]] - weight[a])
+        beta[s] = b
+
+
+@numba.njit(cache=True, nogil=True)
+def _forward_kernel(arc_start, eps_start, weight, nextstate, pdf, final_cost, start,
+                    rank, state_of_rank, has_eps, log_likes, scale, beam):  # pragma: no cover
     """Forward pass. Returns ``(status, frame, offsets, states, alphas, total)``:
-    frame ``t``'s active states (sorted by topological rank when ``has_eps``) are
-    ``states[offsets[t]:offsets[t + 1]]`` with scores ``alphas[...]``."""
+    the states active after ``t`` frames are ``states[offsets[t]:offsets[t + 1]]``
+    with forward scores ``alphas[...]``."""
     num_states = final_cost.shape[0]
     num_frames = log_likes.shape[0]
-    state_of_rank = np.empty(num_states, np.int32)
-    for s in range(num_states):
-        state_of_rank[rank[s]] = s
     score = np.full(num_states, -np.inf)
     active = np.zeros(num_states, np.bool_)
     in_heap = np.zeros(num_states, np.bool_)
     banned = np.zeros(num_states, np.bool_)
     pruned = np.empty(num_states, np.int32)
-    num_pruned = 0
     heap = np.empty(num_states, np.int32)
     lst = np.empty(num_states, np.int32)
-    cap = max(1024, 4 * num_states)
-    states = np.empty(cap, np.int32)
-    alphas = np.empty(cap, np.float64)
+    states = np.empty(max(1024, 4 * num_states), np.int32)
+    alphas = np.empty(states.shape[0], np.float64)
     offsets = np.zeros(num_frames + 2, np.int64)
-
+    num_pruned = 0
     count = 1
     lst[0] = start
     active[start] = True
     score[start] = 0.0
     for t in range(num_frames + 1):
         if has_eps:
-            count = _close_frame(
-                arc_start, eps_start, weight, nextstate, rank, state_of_rank,
-                score, active, lst, count, heap, in_heap, banned,
-            )  # fmt: skip
+            count = _close_forward(arc_start, eps_start, weight, nextstate, rank, state_of_rank,
+                                   score, active, banned, lst, count, heap, in_heap)
             for i in range(num_pruned):
                 banned[pruned[i]] = False
-            ranks = np.empty(count, np.int32)
-            for i in range(count):
-                ranks[i] = rank[lst[i]]
-            order = np.argsort(ranks)
-        else:
-            order = np.arange(count)
         base = offsets[t]
         if base + count > states.shape[0]:
-            new_cap = max(2 * states.shape[0], base + count)
-            grown_s = np.empty(new_cap, np.int32)
-            grown_s[:base] = states[:base]
-            states = grown_s
-            grown_a = np.empty(new_cap, np.float64)
-            grown_a[:base] = alphas[:base]
-            alphas = grown_a
+            cap = max(2 * states.shape[0], base + count)
+            states = _grow(states, base, cap)
+            alphas = _grow(alphas, base, cap)
         for i in range(count):
-            s = lst[order[i]]
+            s = lst[i]
             states[base + i] = s
             alphas[base + i] = score[s]
             active[s] = False
@@ -317,9 +289,7 @@ def _forward_kernel(
         offsets[t + 1] = base + count
         if t == num_frames:
             break
-        # emitting step into frame t + 1
-        count = 0
-        best = -np.inf
+        count = 0  # emitting step into frame t + 1
         for i in range(base, offsets[t + 1]):
             s = states[i]
             alpha = alphas[i]
@@ -333,19 +303,18 @@ def _forward_kernel(
                     score[n] = v
                     lst[count] = n
                     count += 1
+        best = -np.inf
         for i in range(count):
             v = score[lst[i]]
             if v != v:
                 return _BAD_SCORE, t, offsets, states, alphas, np.nan
-            if v > best:
-                best = v
-        if beam < np.inf and count > 0:
+            best = max(best, v)
+        num_pruned = 0
+        if beam < np.inf:
             kept = 0
-            num_pruned = 0
-            cutoff = best - beam
             for i in range(count):
                 s = lst[i]
-                if score[s] >= cutoff:
+                if score[s] >= best - beam:
                     lst[kept] = s
                     kept += 1
                 else:
@@ -359,106 +328,121 @@ def _forward_kernel(
             return _DEAD_FRAME, t, offsets, states, alphas, -np.inf
     total = -np.inf
     for i in range(offsets[num_frames], offsets[num_frames + 1]):
-        fc = final_cost[states[i]]
-        if fc < np.inf:
-            total = _log_add(total, alphas[i] - fc)
+        if final_cost[states[i]] < np.inf:
+            total = _log_add(total, alphas[i] - final_cost[states[i]])
     if total != total:
         return _BAD_SCORE, num_frames, offsets, states, alphas, total
-    if total == -np.inf:
-        return _NO_FINAL, num_frames, offsets, states, alphas, total
-    return _OK, num_frames, offsets, states, alphas, total
+    status = _NO_FINAL if total == -np.inf else _OK
+    return status, num_frames, offsets, states, alphas, total
 
 
 @numba.njit(cache=True, nogil=True)
-def _backward_kernel(
-    arc_start,
-    eps_start,
-    ilabel,
-    weight,
-    nextstate,
-    pdf,
-    final_cost,
-    log_likes,
-    scale,
-    offsets,
-    states,
-    alphas,
-    total,
-    num_ilabels,
-):  # pragma: no cover - compiled
-    """Backward pass and arc posteriors. Returns ``(frames, labels, posts, frame_sums,
-    beta)`` with ``beta: (num_states,)`` the frame-0 backward scores; entries are
-    grouped by frame in decreasing frame order."""  # fmt: skip
+def _grow(arr, used, cap):  # pragma: no cover - compiled
+    out = np.empty(cap, arr.dtype)
+    out[:used] = arr[:used]
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _backward_kernel(arc_start, eps_start, ilabel, weight, nextstate, pdf, final_cost, rank,
+                     state_of_rank, has_eps, log_likes, scale, offsets, states, alphas, total,
+                     graph_labels):  # pragma: no cover
+    """Backward pass and arc posteriors. Returns ``(frames, labels, posts,
+    frame_sums, beta)`` with ``beta: (num_states,)`` the backward scores after 0
+    frames; entries come in decreasing frame order, decreasing label within a frame.
+    ``graph_labels``: the graph's distinct non-epsilon ilabels, increasing."""
     num_states = final_cost.shape[0]
     num_frames = log_likes.shape[0]
+    num_ilabels = graph_labels[-1] + 1 if graph_labels.shape[0] else 1
     beta_cur = np.full(num_states, -np.inf)
     beta_next = np.full(num_states, -np.inf)
+    heap = np.empty(num_states, np.int32)
     slot = np.full(num_ilabels, -1, np.int64)
-    cap = 1024
-    out_frame = np.empty(cap, np.int32)
-    out_label = np.empty(cap, np.int32)
-    out_post = np.empty(cap, np.float64)
+    tmp_label = np.empty(graph_labels.shape[0], np.int32)
+    tmp_post = np.empty(graph_labels.shape[0], np.float64)
+    out_frame = np.empty(1024, np.int32)
+    out_label = np.empty(1024, np.int32)
+    out_post = np.empty(1024, np.float64)
     num_out = 0
     frame_sums = np.zeros(num_frames)
-    # frame num_frames: final costs, epsilon arcs in reverse topological order
-    for i in range(offsets[num_frames + 1] - 1, offsets[num_frames] - 1, -1):
+    lo, hi = offsets[num_frames], offsets[num_frames + 1]
+    for i in range(lo, hi):
         s = states[i]
-        b = -np.inf
-        if final_cost[s] < np.inf:
-            b = -np.float64(final_cost[s])
-        for a in range(eps_start[s], arc_start[s + 1]):
-            b = _log_add(b, beta_cur[nextstate[a]] - weight[a])
-        beta_cur[s] = b
+        beta_cur[s] = -np.float64(final_cost[s]) if final_cost[s] < np.inf else -np.inf
+    if has_eps:
+        _close_backward(arc_start, eps_start, weight, nextstate, rank, state_of_rank,
+                        beta_cur, states, lo, hi, heap)
     for t in range(num_frames - 1, -1, -1):
-        # beta_cur holds frame t + 1; move it to beta_next, clearing frame t + 2
-        if t + 2 <= num_frames:
+        if t + 2 <= num_frames:  # beta_next held frame t + 2: clear it, then swap
             for i in range(offsets[t + 2], offsets[t + 3]):
                 beta_next[states[i]] = -np.inf
         beta_cur, beta_next = beta_next, beta_cur
         frame_start = num_out
-        for i in range(offsets[t + 1] - 1, offsets[t] - 1, -1):
+        lo, hi = offsets[t], offsets[t + 1]
+        for i in range(lo, hi):
             s = states[i]
-            alpha = alphas[i]
-            b = -np.inf
+            top = -np.inf  # best arc score: one exp per arc, one log per state
+            for a in range(arc_start[s], eps_start[s]):
+                bn = beta_next[nextstate[a]]
+                if bn > -np.inf:
+                    top = max(top, scale * log_likes[t, pdf[a]] - weight[a] + bn)
+            if top == -np.inf:
+                beta_cur[s] = -np.inf
+                continue
+            total_e = 0.0
+            post_scale = math.exp(alphas[i] + top - total)
             for a in range(arc_start[s], eps_start[s]):
                 bn = beta_next[nextstate[a]]
                 if bn == -np.inf:
                     continue
-                v = scale * log_likes[t, pdf[a]] - weight[a] + bn
-                b = _log_add(b, v)
-                post = math.exp(alpha + v - total)
+                e = math.exp(scale * log_likes[t, pdf[a]] - weight[a] + bn - top)
+                total_e += e
+                post = post_scale * e
                 if post == 0.0:
                     continue
-                lab = ilabel[a]
-                k = slot[lab]
+                k = slot[ilabel[a]]
                 if k < 0:
                     if num_out == out_post.shape[0]:
-                        new_cap = 2 * num_out
-                        grown_f = np.empty(new_cap, np.int32)
-                        grown_f[:num_out] = out_frame
-                        out_frame = grown_f
-                        grown_l = np.empty(new_cap, np.int32)
-                        grown_l[:num_out] = out_label
-                        out_label = grown_l
-                        grown_p = np.empty(new_cap, np.float64)
-                        grown_p[:num_out] = out_post
-                        out_post = grown_p
+                        out_frame = _grow(out_frame, num_out, 2 * num_out)
+                        out_label = _grow(out_label, num_out, 2 * num_out)
+                        out_post = _grow(out_post, num_out, 2 * num_out)
                     k = num_out
-                    slot[lab] = k
+                    slot[ilabel[a]] = k
                     out_frame[k] = t
-                    out_label[k] = lab
+                    out_label[k] = ilabel[a]
                     out_post[k] = 0.0
                     num_out += 1
                 out_post[k] += post
-            for a in range(eps_start[s], arc_start[s + 1]):
-                b = _log_add(b, beta_cur[nextstate[a]] - weight[a])
-            beta_cur[s] = b
-        total_t = 0.0
-        for k in range(frame_start, num_out):
-            slot[out_label[k]] = -1
-            total_t += out_post[k]
-        frame_sums[t] = total_t
+            beta_cur[s] = top + math.log(total_e)
+        if has_eps:
+            _close_backward(arc_start, eps_start, weight, nextstate, rank, state_of_rank,
+                            beta_cur, states, lo, hi, heap)
+        # this frame's entries in decreasing label order (argsort when few, else a
+        # scan of the graph's sorted labels), reset the slots, sum
+        count = num_out - frame_start
+        if 16 * count < graph_labels.shape[0]:
+            order = np.argsort(out_label[frame_start:num_out])
+            for j in range(count):
+                k = frame_start + order[count - 1 - j]
+                tmp_label[j] = out_label[k]
+                tmp_post[j] = out_post[k]
+        else:
+            j = 0
+            for m in range(graph_labels.shape[0] - 1, -1, -1):
+                k = slot[graph_labels[m]]
+                if k >= 0:
+                    tmp_label[j] = graph_labels[m]
+                    tmp_post[j] = out_post[k]
+                    j += 1
+        acc = 0.0
+        for j in range(count):
+            out_label[frame_start + j] = tmp_label[j]
+            out_post[frame_start + j] = tmp_post[j]
+            slot[tmp_label[j]] = -1
+            acc += tmp_post[j]
+        frame_sums[t] = acc
     return out_frame[:num_out], out_label[:num_out], out_post[:num_out], frame_sums, beta_cur
+# fmt: on
 
 
 @numba.njit(cache=True, nogil=True)
@@ -466,7 +450,7 @@ def _min_frames_to_final(arc_start, eps_start, nextstate, final_cost, start):  #
     """Fewest emitting arcs on any path from ``start`` to a final state (0-1 BFS); -1 if none."""
     num_states = final_cost.shape[0]
     dist = np.full(num_states, np.iinfo(np.int64).max, np.int64)
-    deque = np.empty(2 * (arc_start[num_states] + num_states) + 2, np.int64)
+    deque = np.empty(4 * (arc_start[num_states] + num_states) + 4, np.int64)
     mid = deque.shape[0] // 2
     head = mid
     tail = mid
@@ -520,18 +504,20 @@ def forward_backward(
         raise DecodeError(
             "graph has a cycle of epsilon arcs: forward-backward needs an acyclic epsilon subgraph"
         )
+    state_of_rank = np.empty_like(rank)
+    state_of_rank[rank] = np.arange(rank.shape[0], dtype=rank.dtype)
+    g = graph
+    scale = float(config.acoustic_scale)
     status, frame, offsets, states, alphas, total = _forward_kernel(
-        graph.arc_start, graph.eps_start, graph.weight, graph.nextstate, graph.pdf,
-        graph.final_cost, graph.start_state, rank, num_eps > 0, scores,
-        float(config.acoustic_scale), float(config.beam),
+        g.arc_start, g.eps_start, g.weight, g.nextstate, g.pdf, g.final_cost, g.start_state,
+        rank, state_of_rank, num_eps > 0, scores, scale, float(config.beam),
     )  # fmt: skip
     if status != _OK:
         _raise_status(graph, status, frame, num_frames, config.beam)
-    num_ilabels = int(graph.ilabel.max()) + 1 if graph.num_arcs else 1
     frames, labels, posts, frame_sums, beta = _backward_kernel(
-        graph.arc_start, graph.eps_start, graph.ilabel, graph.weight, graph.nextstate,
-        graph.pdf, graph.final_cost, scores, float(config.acoustic_scale),
-        offsets, states, alphas, float(total), num_ilabels,
+        g.arc_start, g.eps_start, g.ilabel, g.weight, g.nextstate, g.pdf, g.final_cost,
+        rank, state_of_rank, num_eps > 0, scores, scale, offsets, states, alphas, float(total),
+        np.unique(g.ilabel[g.ilabel > 0]),
     )  # fmt: skip
     backward_total = float(beta[graph.start_state])
     if not abs(backward_total - total) <= _SUM_TOLERANCE * max(1.0, abs(total)):
@@ -542,11 +528,10 @@ def forward_backward(
     if bad.size:
         t = int(bad[0])
         raise DecodeError(f"posteriors of frame {t} sum to {frame_sums[t]:.6f}, not 1")
-    order = np.lexsort((labels, frames))
-    posteriors = SparsePosteriors(
-        frame_index=frames[order],
-        label=labels[order],
-        posterior=posts[order].astype(np.float32),
+    posteriors = SparsePosteriors(  # kernel order is (frame, label) decreasing: reverse it
+        frame_index=frames[::-1].copy(),
+        label=labels[::-1].copy(),
+        posterior=posts[::-1].astype(np.float32),
     )
     return FbResult(
         posteriors=posteriors,
