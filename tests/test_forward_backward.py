@@ -34,9 +34,11 @@ def random_graph(
     eps_prob: float = 0.3,
     fanout: int = 2,
     ilabel_to_pdf: np.ndarray | None = None,
+    permute: bool = False,
 ) -> tuple[DecodingGraph, dict]:
     """States 0..S-1 in topological order: emitting self-loops, forward emitting and
-    epsilon arcs (i -> j > i), random final states; the last state is final."""
+    epsilon arcs (i -> j > i), random final states; the last state is final.
+    ``permute`` renumbers the states at random (the start state is then not 0)."""
     src, ilab, wt, nxt = [], [], [], []
     for s in range(num_states):
         if rng.random() < 0.7:
@@ -50,14 +52,17 @@ def random_graph(
     final[-1] = rng.uniform(0.0, 1.0)
     if ilabel_to_pdf is None:
         ilabel_to_pdf = np.concatenate([[-1], rng.integers(0, num_pdfs, num_ilabels)])
+    perm = rng.permutation(num_states) if permute else np.arange(num_states)
+    final_perm = np.empty_like(final)
+    final_perm[perm] = final
     arrays = {
-        "src": np.array(src),
+        "src": perm[np.array(src)],
         "ilabel": np.array(ilab, dtype=np.int32),
         "olabel": np.zeros(len(src), dtype=np.int32),
         "weight": np.array(wt, dtype=np.float32),
-        "nextstate": np.array(nxt, dtype=np.int32),
-        "final_cost": final.astype(np.float32),
-        "start_state": 0,
+        "nextstate": perm[np.array(nxt)].astype(np.int32),
+        "final_cost": final_perm.astype(np.float32),
+        "start_state": int(perm[0]),
         "ilabel_to_pdf": ilabel_to_pdf,
     }
     return DecodingGraph.from_arrays(**arrays), arrays
@@ -174,7 +179,9 @@ CASES = [(seed, scale) for seed in range(8) for scale in (1.0, 0.3)]
 @pytest.mark.parametrize(("seed", "scale"), CASES)
 def test_matches_brute_force_paths(seed, scale):
     rng = np.random.default_rng(seed)
-    graph, arrays = random_graph(rng, num_states=6, num_ilabels=5, num_pdfs=3)
+    graph, arrays = random_graph(
+        rng, num_states=6, num_ilabels=5, num_pdfs=3, permute=seed % 2 == 1
+    )
     num_frames = 5
     log_likes = rng.normal(0.0, 2.0, (num_frames, 3)).astype(np.float32)
     total, posts = brute_force(arrays, log_likes, scale)
@@ -220,6 +227,17 @@ def test_matches_openfst_and_dense_forward(seed, tmp_path):
             break
     res = forward_backward(graph, log_likes, acoustic_scale=0.5)
     assert res.total_log_like == pytest.approx(dense, abs=1e-6 * abs(dense) + 1e-6)
+    # the same graph with states renumbered at random (epsilon order no longer by id)
+    perm = np.random.default_rng(seed).permutation(30)
+    final = np.empty_like(arrays["final_cost"])
+    final[perm] = arrays["final_cost"]
+    shuffled = DecodingGraph.from_arrays(
+        **{**arrays, "src": perm[arrays["src"]], "nextstate": perm[arrays["nextstate"]],
+           "final_cost": final, "start_state": int(perm[0])}
+    )  # fmt: skip
+    assert forward_backward(shuffled, log_likes, acoustic_scale=0.5).total_log_like == (
+        pytest.approx(res.total_log_like, abs=1e-9)
+    )
     fst_total = openfst_log_total(arrays, log_likes, 0.5, tmp_path)
     assert res.total_log_like == pytest.approx(fst_total, rel=1e-5, abs=1e-3)
     assert res.num_active <= 41 * 30
