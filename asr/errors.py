@@ -65,3 +65,7 @@ class TrainingError(AsrError):
 
 class EstimationError(AsrError):
     """Statistics cannot give a model or transform (no data, singular scatter matrices)."""
+
+
+class AlignmentError(AsrError):
+    """An utterance cannot be aligned (unknown word, no graph, too short, no path in the beam)."""

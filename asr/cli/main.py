@@ -24,6 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "asr.cli.hmm",
     "asr.cli.graph",
     "asr.cli.decode",
+    "asr.cli.train",
+    "asr.cli.align",
 )
 
 
