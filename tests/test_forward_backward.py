@@ -441,3 +441,39 @@ def test_nan_scores_and_epsilon_cycle_and_bad_options_raise():
         pdf_posteriors(res, np.zeros(3, np.int64))
     with pytest.raises(DecodeError):
         transition_counts(res, num_transition_ids=2)
+
+
+# ------------------------------------------------------------------ a real training graph
+def test_real_training_graph_matches_dense_forward_and_viterbi(tmp_path):
+    training_graphs = pytest.importorskip("asr.align.training_graphs")
+    from asr.hmm import init_monophone
+    from asr.lang import Lexicon, prepare_lang
+
+    lexicon = Lexicon.from_pairs([("YES", "Y EH S"), ("NO", "N OW")])
+    lang = prepare_lang(lexicon, tmp_path / "lang")
+    model = init_monophone(lang)
+    compiler = training_graphs.TrainingGraphCompiler(lang=lang, model=model)
+    tm = model.transition_model
+    graph = compiler.compile("YES NO YES").decoding_graph(tm)
+    table = tm.tid2pdf.astype(np.int64).copy()
+    table[0] = -1
+    arrays = {
+        "src": np.repeat(np.arange(graph.num_states), np.diff(graph.arc_start)),
+        "ilabel": graph.ilabel,
+        "weight": graph.weight,
+        "nextstate": graph.nextstate,
+        "final_cost": graph.final_cost,
+        "start_state": graph.start_state,
+        "ilabel_to_pdf": table,
+    }
+    rng = np.random.default_rng(0)
+    log_likes = rng.normal(-30.0, 6.0, (80, model.num_pdfs)).astype(np.float32)
+    res = forward_backward(graph, log_likes)
+    assert res.total_log_like == pytest.approx(dense_forward(arrays, log_likes, 1.0), rel=1e-9)
+    counts = transition_counts(res, num_transition_ids=tm.num_transition_ids)
+    assert counts.sum() == pytest.approx(80.0, abs=1e-3)
+    sharp = forward_backward(graph, log_likes, acoustic_scale=30.0)
+    config = DecoderConfig(beam=1e9, max_active=10**6, acoustic_scale=30.0)
+    best = decode(graph, log_likes, config)
+    dense = dense_posts(sharp, 80, tm.num_transition_ids + 1)
+    np.testing.assert_array_equal(dense.argmax(1), best.alignment)
