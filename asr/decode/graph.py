@@ -9,9 +9,10 @@ are ``arc_start[s] : eps_start[s]`` and the epsilon (non-emitting) arcs are
 ``ilabel_to_pdf: (num_ilabels,) int32`` (entry 0 is -1 for epsilon; for HCLG
 ilabel = transition-id and the map is tid -> pdf; for TLG ilabel = token + 1).
 
-Binary ``vector`` FST files (what kaldifst/OpenFst write) are parsed directly
-with numpy/numba, which is much faster than iterating arcs through kaldifst;
-other FST types fall back to kaldifst's iterators.
+Binary ``vector`` FST files (what kaldifst/OpenFst and our graph builders
+write) are parsed directly by :class:`asr.graph.fst_arrays.FstArrays`, which is
+much faster than iterating arcs through kaldifst; other FST types (e.g. ``const``)
+must first be converted with ``fstconvert --fst_type=vector``.
 
 >>> import kaldifst
 >>> fst = kaldifst.StdVectorFst()
@@ -27,16 +28,14 @@ other FST types fall back to kaldifst's iterators.
 from __future__ import annotations
 
 import os
-import struct
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numba
 import numpy as np
 
 from asr.errors import GraphError
+from asr.graph.fst_arrays import FstArrays
 
 __all__ = ["DecodingGraph", "read_ilabel_map"]
 
@@ -165,12 +164,23 @@ class DecodingGraph:
         if isinstance(ilabel_to_pdf, (str, os.PathLike)):
             ilabel_to_pdf = read_ilabel_map(ilabel_to_pdf)
         if isinstance(fst, (str, os.PathLike)):
-            arrays = _read_fst_file(Path(fst))
+            arrays = FstArrays.read(fst)
+        elif hasattr(fst, "write"):
+            arrays = FstArrays.from_fst(fst)
         else:
-            arrays = _arrays_from_kaldifst(fst)
-        if arrays["final_cost"].shape[0] == 0:
+            raise GraphError(f"expected a kaldifst FST or a path, got {type(fst).__name__}")
+        if arrays.num_states == 0:
             raise GraphError("graph is empty (no states)")
-        return cls.from_arrays(ilabel_to_pdf=ilabel_to_pdf, **arrays)
+        return cls.from_arrays(
+            src=arrays.src,
+            ilabel=arrays.ilabel,
+            olabel=arrays.olabel,
+            weight=arrays.weight,
+            nextstate=arrays.dst,
+            final_cost=arrays.final,
+            start_state=arrays.start,
+            ilabel_to_pdf=ilabel_to_pdf,
+        )
 
 
 def read_ilabel_map(path: str | os.PathLike) -> np.ndarray:
@@ -192,159 +202,3 @@ def read_ilabel_map(path: str | os.PathLike) -> np.ndarray:
     if not values:
         raise GraphError(f"{path}: ilabel map is empty")
     return np.asarray(values, dtype=np.int32)
-
-
-# -- readers -------------------------------------------------------------------
-def _read_fst_file(path: Path) -> dict:
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise GraphError(f"{path}: cannot read FST: {err}") from None
-    try:
-        return _parse_vector_fst(data)
-    except _NotVectorFst:
-        pass
-    except (struct.error, ValueError) as err:
-        raise GraphError(f"{path}: malformed FST file: {err}") from None
-    import kaldifst
-
-    try:
-        fst = kaldifst.StdVectorFst.read(str(path))
-    except Exception as err:  # kaldifst raises RuntimeError on bad files
-        raise GraphError(f"{path}: cannot read FST with kaldifst: {err}") from None
-    return _arrays_from_kaldifst(fst)
-
-
-class _NotVectorFst(Exception):
-    pass
-
-
-def _arrays_from_kaldifst(fst: object) -> dict:
-    """Write the FST to a temporary binary file and parse it (fast path)."""
-    write = getattr(fst, "write", None)
-    if write is None:
-        raise GraphError(f"expected a kaldifst FST or a path, got {type(fst).__name__}")
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = os.path.join(tmp, "graph.fst")
-        if not write(tmp_path):
-            raise GraphError("kaldifst could not write the FST")
-        data = Path(tmp_path).read_bytes()
-    try:
-        return _parse_vector_fst(data)
-    except _NotVectorFst:
-        return _arrays_by_iteration(fst)
-
-
-def _arrays_by_iteration(fst: object) -> dict:
-    """Slow generic fallback through kaldifst's iterators."""
-    import kaldifst
-
-    src, ilab, olab, wt, nxt, finals = [], [], [], [], [], []
-    for state in kaldifst.StateIterator(fst):
-        finals.append(fst.final(state).value)
-        for arc in kaldifst.ArcIterator(fst, state):
-            src.append(state)
-            ilab.append(arc.ilabel)
-            olab.append(arc.olabel)
-            wt.append(arc.weight.value)
-            nxt.append(arc.nextstate)
-    return {
-        "src": np.asarray(src, dtype=np.int64),
-        "ilabel": np.asarray(ilab, dtype=np.int32),
-        "olabel": np.asarray(olab, dtype=np.int32),
-        "weight": np.asarray(wt, dtype=np.float32),
-        "nextstate": np.asarray(nxt, dtype=np.int32),
-        "final_cost": np.asarray(finals, dtype=np.float32),
-        "start_state": int(fst.start),
-    }
-
-
-def _read_string(data: bytes, pos: int) -> tuple[str, int]:
-    (length,) = struct.unpack_from("<i", data, pos)
-    if length < 0 or pos + 4 + length > len(data):
-        raise ValueError("bad string in header")
-    return data[pos + 4 : pos + 4 + length].decode("latin-1"), pos + 4 + length
-
-
-def _skip_symbol_table(data: bytes, pos: int) -> int:
-    (magic,) = struct.unpack_from("<i", data, pos)
-    if magic != 2125658996:
-        raise ValueError("bad symbol table magic")
-    _, pos = _read_string(data, pos + 4)  # name
-    pos += 8  # available key
-    (size,) = struct.unpack_from("<q", data, pos)
-    pos += 8
-    for _ in range(size):
-        _, pos = _read_string(data, pos)
-        pos += 8
-    return pos
-
-
-def _parse_vector_fst(data: bytes) -> dict:
-    """Parse OpenFst's binary ``vector``/``standard`` format (version 2)."""
-    if len(data) < 4 or struct.unpack_from("<i", data, 0)[0] != _FST_MAGIC:
-        raise ValueError("not an OpenFst binary file (bad magic number)")
-    fst_type, pos = _read_string(data, 4)
-    arc_type, pos = _read_string(data, pos)
-    if fst_type != "vector" or arc_type != "standard":
-        raise _NotVectorFst(f"{fst_type}/{arc_type}")
-    version, flags = struct.unpack_from("<ii", data, pos)
-    pos += 8 + 8  # version, flags, properties
-    start, num_states, _ = struct.unpack_from("<qqq", data, pos)
-    pos += 24
-    if version != 2 or num_states < 0:
-        raise _NotVectorFst(f"version {version}")
-    if flags & 1:
-        pos = _skip_symbol_table(data, pos)
-    if flags & 2:
-        pos = _skip_symbol_table(data, pos)
-    body = np.frombuffer(data, dtype=np.uint8, offset=pos)
-    num_arcs_total = (body.shape[0] - 12 * num_states) // 16
-    if num_arcs_total < 0:
-        raise ValueError("file is truncated")
-    arc_bytes = np.empty(num_arcs_total * 16, dtype=np.uint8)
-    final_bytes = np.empty(num_states * 4, dtype=np.uint8)
-    counts = np.empty(num_states, dtype=np.int64)
-    used = _scan_vector_states(body, num_states, arc_bytes, final_bytes, counts)
-    if used < 0:
-        raise ValueError("file is truncated or has inconsistent arc counts")
-    num_arcs = int(counts.sum())
-    arcs = arc_bytes[: num_arcs * 16].view(_ARC_DTYPE)
-    return {
-        "src": np.repeat(np.arange(num_states, dtype=np.int64), counts),
-        "ilabel": arcs["ilabel"].copy(),
-        "olabel": arcs["olabel"].copy(),
-        "weight": arcs["weight"].copy(),
-        "nextstate": arcs["next"].copy(),
-        "final_cost": final_bytes.view("<f4").astype(np.float32),
-        "start_state": int(start),
-    }
-
-
-@numba.njit(cache=True, nogil=True)
-def _scan_vector_states(body, num_states, arc_bytes, final_bytes, counts):
-    """Copy per-state (final, narcs, arcs...) records into flat byte arrays.
-
-    Returns the number of body bytes consumed, or -1 on inconsistency.
-    """
-    pos = 0
-    out = 0
-    n = body.shape[0]
-    for s in range(num_states):
-        if pos + 12 > n:
-            return -1
-        for k in range(4):
-            final_bytes[4 * s + k] = body[pos + k]
-        narcs = 0
-        for k in range(8):
-            narcs |= np.int64(body[pos + 4 + k]) << (8 * k)
-        pos += 12
-        nbytes = narcs * 16
-        if narcs < 0 or pos + nbytes > n or out + nbytes > arc_bytes.shape[0]:
-            return -1
-        for k in range(nbytes):
-            arc_bytes[out + k] = body[pos + k]
-        out += nbytes
-        pos += nbytes
-        counts[s] = narcs
-    return pos
