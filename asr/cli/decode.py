@@ -105,21 +105,14 @@ def _resolve_graph(args: argparse.Namespace) -> tuple[Path, Path | None, Path | 
 
 def read_words(path: Path) -> dict[int, str]:
     """``words.txt`` (``word id`` per line) as ``{id: word}``; errors name the line."""
-    from asr.errors import DecodeError
+    from asr.errors import DecodeError, LangError
+    from asr.lang.symbols import read_symbol_table
 
-    table: dict[int, str] = {}
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise DecodeError(f"{path}: cannot read word symbol table: {err}") from None
-    for line_no, line in enumerate(lines, 1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
-            raise DecodeError(f"{path}:{line_no}: expected 'word id', got {line.strip()!r}")
-        table[int(fields[1])] = fields[0]
-    return table
+        table = read_symbol_table(path)
+    except LangError as err:
+        raise DecodeError(str(err)) from None
+    return {sym_id: word for word, sym_id in table.pairs}
 
 
 def _read_ark(path: Path):

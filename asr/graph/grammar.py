@@ -18,35 +18,23 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from asr.errors import GraphError
+from asr.errors import GraphError, LangError
 from asr.fileio import atomic_write
 from asr.lang.arpa import BOS, EOS, read_arpa, truncate_model, write_arpa
+from asr.lang.symbols import read_symbol_table
 
 __all__ = ["arpa_to_g", "read_word_symbols"]
 
 
 def read_word_symbols(words_txt: str | os.PathLike) -> dict[str, int]:
     """``word -> id`` of a Kaldi/OpenFst symbol table (``word id`` per line)."""
-    path = Path(words_txt)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise GraphError(f"{path}: word symbol table not found") from None
-    except UnicodeDecodeError as err:
-        raise GraphError(f"{path}: not UTF-8 text ({err})") from None
-    symbols: dict[str, int] = {}
-    for line_no, line in enumerate(lines, start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != 2 or not fields[1].isdigit():
-            raise GraphError(f"{path}:{line_no}: expected 'symbol id', got {line!r}")
-        if fields[0] in symbols:
-            raise GraphError(f"{path}:{line_no}: duplicate symbol {fields[0]!r}")
-        symbols[fields[0]] = int(fields[1])
-    if not symbols:
-        raise GraphError(f"{path}: the symbol table is empty")
-    return symbols
+        table = read_symbol_table(words_txt)
+    except LangError as err:
+        raise GraphError(str(err)) from None
+    if len(table) == 0:
+        raise GraphError(f"{words_txt}: the symbol table is empty")
+    return dict(table.pairs)
 
 
 def arpa_to_g(

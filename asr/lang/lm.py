@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asr.errors import LmError
+from asr.errors import LangError, LmError
 from asr.lang.arpa import (
     BOS,
     EOS,
@@ -61,6 +61,7 @@ from asr.lang.arpa import (
     read_arpa_vocab,
     write_arpa,
 )
+from asr.lang.symbols import read_symbol_table
 
 __all__ = [
     "NgramConfig",
@@ -178,23 +179,15 @@ def read_text_sentences(path: str | os.PathLike, *, utt_ids: bool = True) -> lis
 def read_vocab(words_txt: str | os.PathLike) -> list[str]:
     """Words of a Kaldi ``words.txt`` (``word id`` per line), without ``<eps>``, ``<s>``,
     ``</s>`` and disambiguation symbols (``#0``, ``#1``, ...)."""
-    path = Path(words_txt)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise LmError(f"{path}: word symbol table not found") from None
-    words = []
-    for line_no, line in enumerate(lines, start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != 2 or not fields[1].isdigit():
-            raise LmError(f"{path}:{line_no}: expected 'word id', got {line!r}")
-        word = fields[0]
-        if word in ("<eps>", BOS, EOS) or (word.startswith("#") and word[1:].isdigit()):
-            continue
-        words.append(word)
-    return words
+        table = read_symbol_table(words_txt)
+    except LangError as err:
+        raise LmError(str(err)) from None
+    return [
+        word
+        for word in table
+        if word not in ("<eps>", BOS, EOS) and not (word.startswith("#") and word[1:].isdigit())
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
