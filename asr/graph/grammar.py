@@ -13,9 +13,12 @@ PosixPath('lang/G.fst')
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from asr.errors import GraphError, LangError
@@ -83,17 +86,36 @@ def arpa_to_g(
         if max_order is not None and max_order < model.order:
             input_arpa = Path(tmp_dir) / f"order{max_order}.arpa"
             write_arpa(truncate_model(model, max_order), input_arpa)
+        log_path = Path(tmp_dir) / "arpa2fst.log"
         try:
-            kaldilm.arpa2fst(
-                input_arpa=str(input_arpa),
-                output_fst=str(tmp_fst),
-                disambig_symbol=disambig_symbol,
-                read_symbol_table=str(words_txt),
-            )
+            with _stderr_to(log_path):  # kaldilm logs "[I] Reading ..." lines on every call
+                kaldilm.arpa2fst(
+                    input_arpa=str(input_arpa),
+                    output_fst=str(tmp_fst),
+                    disambig_symbol=disambig_symbol,
+                    read_symbol_table=str(words_txt),
+                )
         except RuntimeError as err:  # pragma: no cover - kaldilm usually aborts instead
-            raise GraphError(f"{arpa_path}: arpa2fst failed: {err}") from err
+            log = log_path.read_text(errors="replace")[-2000:]
+            raise GraphError(f"{arpa_path}: arpa2fst failed: {err}\n{log}") from err
         if not tmp_fst.is_file() or tmp_fst.stat().st_size == 0:
             raise GraphError(f"{arpa_path}: arpa2fst wrote no FST")
         with tmp_fst.open("rb") as src, atomic_write(out_path, "wb") as dst:
             shutil.copyfileobj(src, dst)
     return out_path
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """Send file descriptor 2 (C++ logging included) to ``path`` for the duration."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "wb") as log:
+            os.dup2(log.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
