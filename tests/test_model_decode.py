@@ -235,3 +235,85 @@ def test_cli_model_mode_and_log_likes_mode_agree(setup, tmp_path, capsys):
     assert "not both" in capsys.readouterr().err
     assert main([*argv, "--acoustic-scales", "0.1,x"]) == 2
     assert "--acoustic-scales" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def yesno_mono(yesno_dir, tmp_path_factory):
+    """The yesno recipe's stages 0-4 in-process, then a short monophone training (10 iterations)
+    and the trained model's HCLG."""
+    from asr.data import prepare_yesno
+    from asr.features.batch import compute_data_dir_features
+    from asr.gmm.train_mono import MonoConfig, train_mono
+
+    root = tmp_path_factory.mktemp("yesno_mono")
+    data = root / "data"
+    prepare_yesno(yesno_dir, data)
+    for name in ("train", "test"):
+        compute_data_dir_features(data / name, data / name / "data", config=MFCC)
+    lang = data / "lang"
+    run_cli(
+        [
+            "lang",
+            "prepare",
+            "--dict",
+            str(REPO / "recipes/yesno/local/lexicon.txt"),
+            "--out",
+            str(lang),
+        ]
+    )
+    words = str(lang / "words.txt")
+    run_cli(
+        [
+            "lm",
+            "train",
+            str(data / "train/text"),
+            "--order",
+            "1",
+            "--vocab",
+            words,
+            "--out",
+            str(lang / "lm.arpa"),
+        ]
+    )
+    run_cli(["lm", "to-g", str(lang / "lm.arpa"), "--words", words, "--out", str(lang / "G.fst")])
+    mono = root / "mono"
+    config = MonoConfig(
+        num_iters=10, max_iter_inc=8, totgauss=100, realign_iters=(1, 2, 3, 4, 6, 8)
+    )
+    train_mono(data / "train", lang, mono, config=config)
+    run_cli(["graph", "mkgraph", str(lang), str(mono), str(mono / "graph")])
+    return {"data": data, "mono": mono}
+
+
+def test_yesno_mono_end_to_end_through_cli(yesno_mono, capsys):
+    mono, data = yesno_mono["mono"], yesno_mono["data"]
+    graph = str(mono / "graph")
+    assert main(["decode", str(mono), str(data / "train"), "--graph", graph]) == 0
+    assert (
+        main(
+            [
+                "decode",
+                str(mono),
+                str(data / "test"),
+                "--graph",
+                graph,
+                "--acoustic-scales",
+                "0.05,0.067,0.083,0.1",
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    refs_test = read_text_file(data / "test/text")
+    for name, refs in (("train", read_text_file(data / "train/text")), ("test", refs_test)):
+        out = mono / f"decode_{name}"
+        result = score(refs, read_text_file(out / "hyp.txt"))
+        assert (out / "wer").read_text() == result.summary() + "\n"
+        assert result.summary_line() in printed
+    assert "chosen" in printed and (mono / "decode_test/wer_0.083").exists()
+    # Measured with this short training: train 2.50 %, test 6.25 % (the recipe's 40 iterations:
+    # test 4.17 %). Kaldi's yesno reaches 0 %; the gap is <UNK> in G (its SPN pdfs never see
+    # training data) and "NO" inserted before the first word of some test files.
+    train_wer = json.loads((mono / "decode_train/decode.json").read_text())["wer"]
+    test_wer = json.loads((mono / "decode_test/decode.json").read_text())["wer"]
+    assert train_wer < 5.0 and test_wer < 10.0, (train_wer, test_wer)
