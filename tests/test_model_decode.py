@@ -132,6 +132,9 @@ def test_decode_equals_by_hand_and_wer_equals_scoring(setup, tmp_path):
         for ln in (setup["data"] / "utt2num_frames").read_text().splitlines()
     }
     assert {u: len(a) for u, a in ali.items()} == frames
+    bounds = [ln.split() for ln in (out / "word_boundaries.txt").read_text().splitlines()]
+    assert [w for _, w, _, _ in bounds] == " ".join(expected.values()).split()
+    assert all(0 <= int(a) < int(b) <= frames[u] for u, _, a, b in bounds)
     record = json.loads((out / "decode.json").read_text())
     assert record["num_frames"] == sum(frames.values()) == summary.num_frames
     assert record["best_acoustic_scale"] == 0.1 and summary.audio_seconds == pytest.approx(

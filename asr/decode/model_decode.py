@@ -9,6 +9,7 @@ runs the Viterbi beam search (:func:`asr.decode.decode`) on every utterance, in
 and writes into ``out_dir`` (atomically):
 
 * ``hyp.txt`` — Kaldi ``text`` of the hypotheses; ``ali.txt`` — transition-ids per frame;
+* ``word_boundaries.txt`` — ``utt_id word start_frame end_frame`` per word;
 * ``costs.txt`` — ``utt_id total graph acoustic num_frames reached_final``;
 * with ``DATA/text``: ``wer`` (``%WER``/``%SER``/``Scored`` lines of :mod:`asr.scoring`)
   and ``per_utt`` (aligned ref/hyp per utterance);
@@ -201,6 +202,11 @@ def _write_outputs(
         with atomic_write(out_dir / f"ali{suffix}.txt") as f:
             for u, r in zip(utt_ids, results, strict=True):
                 f.write(f"{u} {' '.join(map(str, r.alignment.tolist()))}\n")
+        with atomic_write(out_dir / f"word_boundaries{suffix}.txt") as f:
+            for u, r in zip(utt_ids, results, strict=True):
+                labels = r.words if r.words is not None else tuple(map(str, r.word_ids))
+                for word, (first, end) in zip(labels, r.word_boundaries.tolist(), strict=True):
+                    f.write(f"{u} {word} {first} {end}\n")
         with atomic_write(out_dir / f"costs{suffix}.txt") as f:
             for u, r in zip(utt_ids, results, strict=True):
                 f.write(
