@@ -142,7 +142,7 @@ def _measure(name: str, frames: int, repeats: int, device: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--frames", type=int, default=16000, help="training frames per epoch")
+    parser.add_argument("--frames", type=int, default=8000, help="training frames per epoch")
     parser.add_argument("--repeats", type=int, default=2, help="epochs; the best is reported")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--models", default="tdnn,bilstm_ctc,bilstm_ctc_sub2")
