@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         help="words.txt (Kaldi symbol table): the model's vocabulary; other words map to "
-        "--unk (default: the training words)",
+        "--unk, which is in the model only when such words occur (default: the training words)",
     )
     train.add_argument("--unk", default="<UNK>", help="unknown-word symbol (default <UNK>)")
     train.add_argument(
@@ -128,7 +128,11 @@ def _train(args: argparse.Namespace) -> int:
         min_count=args.min_count,
     )
     sentences = read_text_sentences(args.text, utt_ids=args.utt_ids)
-    vocab = read_vocab(args.vocab) if args.vocab is not None else None
+    vocab = None
+    if args.vocab is not None:
+        # The lang's OOV word (<UNK>) gets LM mass only when the training text has words outside
+        # the vocabulary; otherwise G would let the decoder insert a word no audio trained.
+        vocab = [word for word in read_vocab(args.vocab) if word != config.unk]
     model = train_ngram(sentences, vocab=vocab, config=config)
     write_arpa(model, args.out)
     num_words = sum(len(s) for s in sentences)
