@@ -69,3 +69,7 @@ class EstimationError(AsrError):
 
 class AlignmentError(AsrError):
     """An utterance cannot be aligned (unknown word, no graph, too short, no path in the beam)."""
+
+
+class ServerError(AsrError):
+    """The recognition server got an invalid configuration (models, limits, address)."""

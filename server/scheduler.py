@@ -1,0 +1,462 @@
+"""The batching scheduler: one acoustic-model call per tick for all active streams.
+
+Every tick the scheduler gathers the audio that arrived for each active stream
+(at most ``max_chunk_s`` per stream, so endpoints are seen at that granularity
+and no stream starves the others), and in ONE worker thread:
+
+1. turns each stream's new samples into processed feature frames
+   (``Stream.accept_samples``: resampling, online features, online CMVN);
+2. concatenates the frames of all streams that share an acoustic model and
+   scores them with ONE ``acoustic_model.log_likelihoods`` call (on the
+   model's device);
+3. splits the scores back and advances each stream's decoder
+   (``Stream.advance``), then checks endpoints and collects interim/final
+   results as :class:`StreamEvent` objects for the servicer.
+
+Models whose family is not frame-independent (``ctc``: recurrent) are fed per
+stream with ``Stream.accept_waveform`` in the same worker thread. While the
+worker computes, the event loop keeps receiving audio, so the next batch is
+bigger under load (dynamic batching). All ``Stream`` objects are touched only
+by the single worker thread; the event loop touches only the slots' pending
+audio and queues.
+
+>>> import asyncio
+>>> async def demo(recognizer, samples):  # doctest: +SKIP
+...     scheduler = BatchScheduler(SchedulerConfig(tick_s=0.02))
+...     scheduler.start()
+...     slot = scheduler.open(recognizer, sampling_rate=16000, interim_results=True)
+...     scheduler.push(slot, samples)
+...     scheduler.finish(slot)
+...     while (event := await slot.events.get()).kind != "final":
+...         pass
+...     await scheduler.stop()
+...     return event.result.text
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from asr.errors import AsrError, ServerError
+
+__all__ = [
+    "BATCHED_FAMILIES",
+    "LATENCY_BUCKETS_MS",
+    "BatchScheduler",
+    "LatencyHistogram",
+    "SchedulerConfig",
+    "StreamEvent",
+    "StreamSlot",
+]
+
+#: Families whose scores depend on each frame (plus bounded context kept by the
+#: stream) only, so frames of many streams can be scored in one call.
+BATCHED_FAMILIES: frozenset[str] = frozenset({"gmm", "dnn"})
+
+#: Upper bounds (ms) of the latency histogram buckets; the last bucket is open.
+LATENCY_BUCKETS_MS: tuple[float, ...] = (10, 25, 50, 100, 150, 250, 500, 1000, 2500)
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """``tick_s``: least time between two batches (audio gathers meanwhile);
+    ``max_chunk_s``: most new audio per stream per batch (endpoint granularity)."""
+
+    tick_s: float = 0.02
+    max_chunk_s: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not self.tick_s >= 0:
+            raise ServerError(f"tick_s must be >= 0, got {self.tick_s}")
+        if not self.max_chunk_s > 0:
+            raise ServerError(f"max_chunk_s must be > 0, got {self.max_chunk_s}")
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """What the scheduler tells a stream's servicer.
+
+    ``kind``: ``"interim"`` / ``"final"`` (``result`` set), ``"end_of_single_utterance"``,
+    ``"done"`` (no more events: input finished and flushed, or single utterance over),
+    ``"error"`` (``message`` set; ``internal`` for a server fault rather than bad input).
+    ``end_time_s``: stream time (seconds of audio consumed) when the event was made.
+    """
+
+    kind: str
+    result: Any = None
+    end_time_s: float = 0.0
+    stability: float = 0.0
+    message: str = ""
+    internal: bool = False
+
+
+class LatencyHistogram:
+    """Counts of latencies (ms) in :data:`LATENCY_BUCKETS_MS` buckets, plus sum and max."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS_MS) + 1)
+        self.total = 0
+        self.sum_ms = 0.0
+        self.max_ms = 0.0
+
+    def add(self, latency_ms: float) -> None:
+        index = int(np.searchsorted(LATENCY_BUCKETS_MS, latency_ms, side="left"))
+        self.counts[index] += 1
+        self.total += 1
+        self.sum_ms += latency_ms
+        self.max_ms = max(self.max_ms, latency_ms)
+
+    def as_dict(self) -> dict[str, Any]:
+        labels = [f"le_{int(b)}" for b in LATENCY_BUCKETS_MS] + ["inf"]
+        return {
+            "count": self.total,
+            "mean_ms": round(self.sum_ms / self.total, 2) if self.total else 0.0,
+            "max_ms": round(self.max_ms, 2),
+            "buckets": dict(zip(labels, self.counts, strict=True)),
+        }
+
+
+@dataclass(eq=False)
+class StreamSlot:
+    """One active stream: its ``Stream``, pending audio and outgoing events."""
+
+    recognizer: Any
+    stream: Any
+    sampling_rate: int
+    interim_results: bool
+    single_utterance: bool
+    slot_id: int
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    pending: deque = field(default_factory=deque)  # (arrival monotonic s, float32 samples)
+    num_samples_received: int = 0
+    num_samples_consumed: int = 0
+    input_finished: bool = False
+    finish_time: float | None = None
+    closed: bool = False  # no more work: done, failed or abandoned
+    last_interim_words: tuple[str, ...] = ()
+
+    @property
+    def received_s(self) -> float:
+        """Seconds of audio received so far (at the client's rate)."""
+        return self.num_samples_received / self.sampling_rate
+
+
+@dataclass
+class _Job:
+    slot: StreamSlot
+    samples: np.ndarray
+    finish: bool
+    oldest_arrival: float | None
+    frames: np.ndarray | None = None
+    events: list[StreamEvent] = field(default_factory=list)
+    failed: bool = False
+
+
+class BatchScheduler:
+    """Runs the compute of all streams in batches in one worker thread.
+
+    Lifecycle: :meth:`start` (inside a running event loop), then per stream
+    :meth:`open`, :meth:`push` (float32 samples in [-1, 1]), :meth:`finish` when the
+    client half-closes, read ``slot.events`` until a ``"done"`` or ``"error"`` event,
+    and :meth:`close` in every case (also when the client vanished); :meth:`stop` at
+    shutdown.
+    """
+
+    def __init__(self, config: SchedulerConfig | None = None) -> None:
+        self.config = config or SchedulerConfig()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr-batch")
+        self._offline = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr-offline")
+        self._slots: dict[int, StreamSlot] = {}
+        self._ids = itertools.count(1)
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._stats_lock = threading.Lock()
+        self.streams_opened = 0
+        self.num_batches = 0
+        self.num_frames_scored = 0
+        self.audio_s = 0.0
+        self.compute_s = 0.0
+        self.interim_latency = LatencyHistogram()
+        self.final_latency = LatencyHistogram()
+
+    # ---- lifecycle
+
+    def start(self) -> None:
+        """Start the tick loop on the running event loop."""
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="asr-scheduler")
+
+    async def stop(self) -> None:
+        """Stop the tick loop and the worker threads (streams still open get no more events)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._executor.shutdown(wait=True)
+        self._offline.shutdown(wait=True)
+
+    # ---- per-stream API (event-loop thread)
+
+    def open(
+        self,
+        recognizer: Any,
+        *,
+        sampling_rate: int,
+        interim_results: bool = False,
+        single_utterance: bool = False,
+    ) -> StreamSlot:
+        """Register a new stream of audio at ``sampling_rate`` Hz for ``recognizer``."""
+        slot = StreamSlot(
+            recognizer=recognizer,
+            stream=recognizer.stream(),
+            sampling_rate=int(sampling_rate),
+            interim_results=bool(interim_results),
+            single_utterance=bool(single_utterance),
+            slot_id=next(self._ids),
+        )
+        self._slots[slot.slot_id] = slot
+        self.streams_opened += 1
+        return slot
+
+    def push(self, slot: StreamSlot, samples: np.ndarray) -> None:
+        """Queue ``samples`` (num_samples,) float32 for the next tick."""
+        if slot.closed or slot.input_finished or samples.size == 0:
+            return
+        slot.pending.append((time.monotonic(), samples))
+        slot.num_samples_received += int(samples.size)
+        self._notify()
+
+    def finish(self, slot: StreamSlot) -> None:
+        """The client sent its last audio: flush and finalize once it is consumed."""
+        if not slot.input_finished:
+            slot.input_finished = True
+            slot.finish_time = time.monotonic()
+            self._notify()
+
+    def close(self, slot: StreamSlot) -> None:
+        """Forget ``slot`` (idempotent); a batch in flight drops its results."""
+        slot.closed = True
+        slot.pending.clear()
+        self._slots.pop(slot.slot_id, None)
+
+    @property
+    def num_active(self) -> int:
+        return len(self._slots)
+
+    async def transcribe(self, recognizer: Any, samples: np.ndarray, *, sampling_rate: int):
+        """Offline recognition of a whole clip in the offline worker thread."""
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        result = await loop.run_in_executor(
+            self._offline,
+            lambda: recognizer.transcribe(samples, sampling_rate=sampling_rate),
+        )
+        with self._stats_lock:
+            self.compute_s += time.perf_counter() - start
+            self.audio_s += samples.size / sampling_rate
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        """Active streams, totals, real-time factor and latency histograms."""
+        with self._stats_lock:
+            return {
+                "active_streams": self.num_active,
+                "streams_opened": self.streams_opened,
+                "batches": self.num_batches,
+                "frames_scored": self.num_frames_scored,
+                "audio_s": round(self.audio_s, 3),
+                "compute_s": round(self.compute_s, 3),
+                "rtf": round(self.compute_s / self.audio_s, 4) if self.audio_s else None,
+                "interim_latency_ms": self.interim_latency.as_dict(),
+                "final_latency_ms": self.final_latency.as_dict(),
+            }
+
+    # ---- the tick loop
+
+    def _notify(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            jobs = self._gather()
+            if not jobs:
+                continue
+            start = time.perf_counter()
+            try:
+                await loop.run_in_executor(self._executor, self._compute, jobs)
+            except Exception as err:  # the worker itself failed: fail the batch, keep serving
+                for job in jobs:
+                    job.events = [_error(f"internal error: {err}", internal=True)]
+            elapsed = time.perf_counter() - start
+            self._dispatch(jobs, elapsed=elapsed)
+            if any(slot.pending or _needs_finish(slot) for slot in self._slots.values()):
+                self._wake.set()
+            if elapsed < self.config.tick_s:
+                await asyncio.sleep(self.config.tick_s - elapsed)
+
+    def _gather(self) -> list[_Job]:
+        jobs = []
+        for slot in list(self._slots.values()):
+            if slot.closed:
+                continue
+            budget = max(1, int(self.config.max_chunk_s * slot.sampling_rate))
+            parts, taken, oldest = [], 0, None
+            while slot.pending and taken < budget:
+                arrival, samples = slot.pending[0]
+                oldest = arrival if oldest is None else oldest
+                room = budget - taken
+                if samples.size > room:
+                    parts.append(samples[:room])
+                    slot.pending[0] = (arrival, samples[room:])
+                    taken += room
+                    break
+                parts.append(samples)
+                taken += samples.size
+                slot.pending.popleft()
+            finish = slot.input_finished and not slot.pending
+            if not parts and not finish:
+                continue
+            chunk = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+            slot.num_samples_consumed += taken
+            if finish:
+                slot.closed = True  # its last job: flushed below, then "done"
+            jobs.append(_Job(slot=slot, samples=chunk, finish=finish, oldest_arrival=oldest))
+        return jobs
+
+    def _dispatch(self, jobs: list[_Job], *, elapsed: float) -> None:
+        now = time.monotonic()
+        audio_s = sum(job.samples.size / job.slot.sampling_rate for job in jobs)
+        with self._stats_lock:
+            self.num_batches += 1
+            self.compute_s += elapsed
+            self.audio_s += audio_s
+            for job in jobs:
+                for event in job.events:
+                    if event.kind == "interim" and job.oldest_arrival is not None:
+                        self.interim_latency.add(1000.0 * (now - job.oldest_arrival))
+                    elif event.kind == "final" and job.finish and job.slot.finish_time:
+                        self.final_latency.add(1000.0 * (now - job.slot.finish_time))
+        for job in jobs:
+            slot = job.slot
+            if slot.slot_id not in self._slots and not job.finish:
+                continue  # abandoned while computing
+            for event in job.events:
+                slot.events.put_nowait(event)
+            if any(e.kind in ("done", "error") for e in job.events):
+                slot.closed = True
+
+    # ---- the worker thread
+
+    def _compute(self, jobs: list[_Job]) -> None:
+        groups: dict[int, list[_Job]] = {}
+        for job in jobs:
+            slot = job.slot
+            try:
+                if slot.recognizer.family in BATCHED_FAMILIES:
+                    if job.samples.size:
+                        job.frames = slot.stream.accept_samples(
+                            job.samples, sampling_rate=slot.sampling_rate
+                        )
+                        if job.frames is not None and len(job.frames):
+                            groups.setdefault(id(slot.recognizer.acoustic_model), []).append(job)
+                elif job.samples.size:
+                    slot.stream.accept_waveform(job.samples, sampling_rate=slot.sampling_rate)
+            except AsrError as err:
+                job.failed, job.events = True, [_error(str(err))]
+            except Exception as err:
+                job.failed, job.events = True, [_error(f"internal error: {err}", internal=True)]
+        for group in groups.values():
+            self._score_group(group)
+        for job in jobs:
+            if not job.failed:
+                self._collect(job)
+
+    def _score_group(self, group: list[_Job]) -> None:
+        model = group[0].slot.recognizer.acoustic_model
+        sizes = [len(job.frames) for job in group]
+        try:
+            feats = np.concatenate([job.frames for job in group], axis=0)
+            log_likes = np.asarray(model.log_likelihoods(feats))
+        except Exception as err:
+            for job in group:
+                job.failed, job.events = True, [_error(f"acoustic model failed: {err}", True)]
+            return
+        with self._stats_lock:
+            self.num_frames_scored += int(feats.shape[0])
+        offsets = np.cumsum([0, *sizes])
+        for job, lo, hi in zip(group, offsets[:-1], offsets[1:], strict=True):
+            try:
+                job.slot.stream.advance(log_likes[lo:hi])
+            except AsrError as err:
+                job.failed, job.events = True, [_error(str(err))]
+            except Exception as err:
+                job.failed, job.events = True, [_error(f"internal error: {err}", internal=True)]
+
+    def _collect(self, job: _Job) -> None:
+        """Endpoint / finalize / interim checks for one stream after its decoder step."""
+        slot, stream = job.slot, job.slot.stream
+        end_s = slot.num_samples_consumed / slot.sampling_rate
+        try:
+            if job.finish:
+                result = stream.finalize()
+                if result.text:
+                    job.events.append(StreamEvent("final", result, end_time_s=end_s))
+                job.events.append(StreamEvent("done", end_time_s=end_s))
+            elif stream.is_endpoint():
+                result = stream.finalize()
+                slot.last_interim_words = ()
+                if slot.single_utterance:
+                    job.events.append(StreamEvent("end_of_single_utterance", end_time_s=end_s))
+                    job.events.append(StreamEvent("final", result, end_time_s=end_s))
+                    job.events.append(StreamEvent("done", end_time_s=end_s))
+                else:
+                    if result.text:
+                        job.events.append(StreamEvent("final", result, end_time_s=end_s))
+                    stream.reset()
+            elif slot.interim_results and job.samples.size:
+                result = stream.partial()
+                words = tuple(result.text.split())
+                if words and words != slot.last_interim_words:
+                    stability = _stability(slot.last_interim_words, words)
+                    slot.last_interim_words = words
+                    job.events.append(
+                        StreamEvent("interim", result, end_time_s=end_s, stability=stability)
+                    )
+        except AsrError as err:
+            job.events = [_error(str(err))]
+        except Exception as err:
+            job.events = [_error(f"internal error: {err}", internal=True)]
+
+
+def _needs_finish(slot: StreamSlot) -> bool:
+    return slot.input_finished and not slot.closed
+
+
+def _error(message: str, internal: bool = False) -> StreamEvent:
+    return StreamEvent("error", message=message, internal=internal)
+
+
+def _stability(previous: tuple[str, ...], current: tuple[str, ...]) -> float:
+    """Share of ``current``'s words already in the previous interim (same prefix), in [0.1, 0.9]."""
+    shared = 0
+    for old, new in zip(previous, current, strict=False):
+        if old != new:
+            break
+        shared += 1
+    return float(min(0.9, max(0.1, shared / len(current))))

@@ -1,0 +1,380 @@
+"""The ``google.cloud.speech.v1.Speech`` servicer: messages <-> Recognizer/Stream.
+
+It validates requests, turns LINEAR16 bytes into float32 samples, hands them
+to the :class:`~server.scheduler.BatchScheduler` and turns its events into
+``StreamingRecognizeResponse`` messages. No recognition happens here.
+
+Status codes: malformed or unsupported configuration, audio before the
+config, a second config, odd-length LINEAR16 and sample rates outside
+``[min_sampling_rate, max_sampling_rate]`` -> ``INVALID_ARGUMENT``; streams
+longer than ``max_stream_duration_s`` -> ``OUT_OF_RANGE``; more than
+``max_streams`` concurrent streams -> ``RESOURCE_EXHAUSTED``; a shutting-down
+server -> ``UNAVAILABLE``; a fault of our own -> ``INTERNAL``. Oversized
+messages are refused by gRPC itself (``RESOURCE_EXHAUSTED``).
+
+>>> servicer = SpeechServicer({"default": recognizer}, scheduler)  # doctest: +SKIP
+>>> add_servicer(servicer, grpc_aio_server)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf import unknown_fields
+
+from asr.errors import AsrError
+from server.generated import cloud_speech_pb2 as pb
+from server.generated import cloud_speech_pb2_grpc as pb_grpc
+from server.scheduler import BatchScheduler, StreamEvent, StreamSlot
+
+__all__ = ["SERVICE_NAME", "ServicerLimits", "SpeechServicer", "add_servicer"]
+
+SERVICE_NAME = "google.cloud.speech.v1.Speech"
+
+# Google's field numbers we do not declare (they arrive as unknown fields).
+_UNDECLARED_FIELDS: dict[str, dict[int, str]] = {
+    "RecognitionConfig": {
+        6: "speech_contexts",
+        9: "metadata",
+        19: "diarization_config",
+        20: "adaptation",
+        22: "enable_spoken_punctuation",
+        23: "enable_spoken_emojis",
+        24: "transcript_normalization",
+    },
+    "StreamingRecognitionConfig": {6: "voice_activity_timeout"},
+}
+_MAX_ALTERNATIVES = 30
+
+
+@dataclass(frozen=True)
+class ServicerLimits:
+    """Per-request limits (documented defaults).
+
+    ``max_streams``: concurrent StreamingRecognize calls (then RESOURCE_EXHAUSTED);
+    ``max_stream_duration_s``: audio per stream and per Recognize call (then OUT_OF_RANGE);
+    ``min_sampling_rate`` / ``max_sampling_rate``: client rates the server resamples.
+    """
+
+    max_streams: int = 64
+    max_stream_duration_s: float = 305.0
+    min_sampling_rate: int = 8000
+    max_sampling_rate: int = 48000
+
+
+class _Invalid(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _invalid(message: str) -> _Invalid:
+    return _Invalid(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+class SpeechServicer(pb_grpc.SpeechServicer):
+    """``recognizers``: model name -> Recognizer; the first one is the default."""
+
+    def __init__(
+        self,
+        recognizers: Mapping[str, Any],
+        scheduler: BatchScheduler,
+        limits: ServicerLimits | None = None,
+    ) -> None:
+        if not recognizers:
+            raise AsrError("the servicer needs at least one recognizer")
+        self.recognizers = dict(recognizers)
+        self.default_model = next(iter(self.recognizers))
+        self.scheduler = scheduler
+        self.limits = limits or ServicerLimits()
+        self.accepting = True
+        self._num_streams = 0
+
+    @property
+    def num_streams(self) -> int:
+        """StreamingRecognize calls in progress."""
+        return self._num_streams
+
+    # ---- validation
+
+    def _check_config(self, config: pb.RecognitionConfig, *, streaming: bool) -> Any:
+        """Validate ``config``; return the recognizer it selects."""
+        _reject_unknown(config, "RecognitionConfig")
+        enc = pb.RecognitionConfig.AudioEncoding
+        if config.encoding != enc.LINEAR16 and not (
+            config.encoding == enc.ENCODING_UNSPECIFIED and not streaming
+        ):
+            name = enc.Name(config.encoding) if config.encoding in enc.values() else config.encoding
+            raise _invalid(
+                f"unsupported encoding {name}: only LINEAR16 (16-bit signed little-endian PCM) "
+                "is supported" + ("" if streaming else ", or a WAV file with ENCODING_UNSPECIFIED")
+            )
+        rate = config.sample_rate_hertz
+        if rate or config.encoding == enc.LINEAR16:
+            lo, hi = self.limits.min_sampling_rate, self.limits.max_sampling_rate
+            if not lo <= rate <= hi:
+                raise _invalid(
+                    f"sample_rate_hertz {rate} is not supported: "
+                    f"the server resamples {lo}..{hi} Hz audio"
+                )
+        if config.audio_channel_count not in (0, 1):
+            raise _invalid(
+                f"audio_channel_count {config.audio_channel_count}: only mono audio is supported"
+            )
+        if config.enable_separate_recognition_per_channel:
+            raise _invalid("enable_separate_recognition_per_channel is not supported")
+        if config.alternative_language_codes:
+            raise _invalid("alternative_language_codes is not supported")
+        if config.enable_automatic_punctuation:
+            raise _invalid("enable_automatic_punctuation is not supported")
+        if not 0 <= config.max_alternatives <= _MAX_ALTERNATIVES:
+            raise _invalid(
+                f"max_alternatives must be in 0..{_MAX_ALTERNATIVES}, got {config.max_alternatives}"
+            )
+        name = config.model or self.default_model
+        if name not in self.recognizers:
+            raise _invalid(
+                f"unknown model {config.model!r}; this server has: {', '.join(self.recognizers)}"
+            )
+        return self.recognizers[name]
+
+    # ---- Recognize
+
+    async def Recognize(self, request: pb.RecognizeRequest, context) -> pb.RecognizeResponse:
+        try:
+            if not request.HasField("config"):
+                raise _invalid("RecognizeRequest.config is required")
+            recognizer = self._check_config(request.config, streaming=False)
+            if request.audio.WhichOneof("audio_source") == "uri":
+                raise _invalid("RecognitionAudio.uri is not supported: send the audio as content")
+            samples, rate = _decode_clip(request.audio.content, request.config)
+            lo, hi = self.limits.min_sampling_rate, self.limits.max_sampling_rate
+            if not lo <= rate <= hi:
+                raise _invalid(
+                    f"{rate} Hz audio is not supported: the server resamples {lo}..{hi} Hz"
+                )
+            duration_s = samples.size / rate
+            if duration_s > self.limits.max_stream_duration_s:
+                raise _Invalid(
+                    grpc.StatusCode.OUT_OF_RANGE,
+                    f"audio is {duration_s:.1f} s long; the limit is "
+                    f"{self.limits.max_stream_duration_s:g} s",
+                )
+            if samples.size == 0:
+                return pb.RecognizeResponse()
+            result = await self.scheduler.transcribe(recognizer, samples, sampling_rate=rate)
+        except _Invalid as err:
+            await context.abort(err.code, err.message)
+        except AsrError as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        response = pb.RecognizeResponse()
+        _duration(response.total_billed_time, duration_s)
+        if result.text:
+            out = response.results.add()
+            _fill_alternative(out.alternatives.add(), result, request.config)
+            _duration(out.result_end_time, duration_s)
+        return response
+
+    # ---- StreamingRecognize
+
+    async def StreamingRecognize(
+        self, request_iterator: AsyncIterator[pb.StreamingRecognizeRequest], context
+    ) -> AsyncIterator[pb.StreamingRecognizeResponse]:
+        if not self.accepting:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+        if self._num_streams >= self.limits.max_streams:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the server is full ({self.limits.max_streams} concurrent streams); retry later",
+            )
+        self._num_streams += 1
+        slot: StreamSlot | None = None
+        reader: asyncio.Task | None = None
+        try:
+            try:
+                first = await anext(aiter(request_iterator))
+            except StopAsyncIteration:
+                return
+            try:
+                slot, config = self._open_stream(first)
+            except _Invalid as err:
+                await context.abort(err.code, err.message)
+            failure: list[_Invalid] = []
+            reader = asyncio.get_running_loop().create_task(
+                self._read_audio(request_iterator, slot, failure)
+            )
+            while True:
+                event: StreamEvent = await slot.events.get()
+                if event.kind == "reader_failed":
+                    err = failure[0]
+                    await context.abort(err.code, err.message)
+                if event.kind == "error":
+                    code = (
+                        grpc.StatusCode.INTERNAL
+                        if event.internal
+                        else (grpc.StatusCode.INVALID_ARGUMENT)
+                    )
+                    await context.abort(code, event.message)
+                if event.kind == "done":
+                    return
+                response = _response(event, config)
+                if response is not None:
+                    yield response
+        finally:
+            self._num_streams -= 1
+            if reader is not None and not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader
+            if slot is not None:
+                self.scheduler.close(slot)
+
+    def _open_stream(self, first: pb.StreamingRecognizeRequest):
+        kind = first.WhichOneof("streaming_request")
+        if kind != "streaming_config":
+            raise _invalid(
+                "the first StreamingRecognizeRequest must carry streaming_config "
+                f"(got {kind or 'an empty request'}); audio_content comes after it"
+            )
+        streaming = first.streaming_config
+        _reject_unknown(streaming, "StreamingRecognitionConfig")
+        if not streaming.HasField("config"):
+            raise _invalid("StreamingRecognitionConfig.config is required")
+        if streaming.enable_voice_activity_events:
+            raise _invalid("enable_voice_activity_events is not supported")
+        recognizer = self._check_config(streaming.config, streaming=True)
+        slot = self.scheduler.open(
+            recognizer,
+            sampling_rate=streaming.config.sample_rate_hertz,
+            interim_results=streaming.interim_results,
+            single_utterance=streaming.single_utterance,
+        )
+        return slot, streaming.config
+
+    async def _read_audio(self, request_iterator, slot: StreamSlot, failure: list) -> None:
+        """Feed the audio requests to the scheduler; report bad ones to the main loop."""
+        limit_s = self.limits.max_stream_duration_s
+        try:
+            async for request in request_iterator:
+                kind = request.WhichOneof("streaming_request")
+                if kind == "streaming_config":
+                    raise _invalid(
+                        "streaming_config may only be sent once, in the first request; "
+                        "later requests must carry audio_content"
+                    )
+                audio = request.audio_content
+                if len(audio) % 2:
+                    raise _invalid(
+                        f"odd-length LINEAR16 audio_content ({len(audio)} bytes): "
+                        "16-bit samples need an even number of bytes"
+                    )
+                if slot.closed:
+                    continue  # single utterance over: later audio is ignored
+                samples = np.frombuffer(audio, dtype="<i2").astype(np.float32) / 32768.0
+                if slot.received_s + samples.size / slot.sampling_rate > limit_s:
+                    raise _Invalid(
+                        grpc.StatusCode.OUT_OF_RANGE,
+                        f"the stream exceeded the maximum duration of {limit_s:g} s of audio",
+                    )
+                self.scheduler.push(slot, samples)
+            self.scheduler.finish(slot)
+        except _Invalid as err:
+            failure.append(err)
+            slot.events.put_nowait(StreamEvent("reader_failed"))
+
+
+def add_servicer(servicer: SpeechServicer, server: grpc.aio.Server) -> None:
+    """Register ``servicer`` on ``server`` under :data:`SERVICE_NAME`."""
+    pb_grpc.add_SpeechServicer_to_server(servicer, server)
+
+
+# ---- message helpers
+
+
+def _reject_unknown(message, name: str) -> None:
+    fields = unknown_fields.UnknownFieldSet(message)
+    if len(fields):
+        names = _UNDECLARED_FIELDS.get(name, {})
+        numbers = sorted({f.field_number for f in fields})
+        what = ", ".join(f"{names.get(n, 'field')} ({n})" for n in numbers)
+        raise _invalid(f"{name}: unsupported field(s) {what}")
+
+
+def _decode_clip(content: bytes, config: pb.RecognitionConfig) -> tuple[np.ndarray, int]:
+    """LINEAR16 bytes (raw, or a WAV file) -> float32 samples and their rate."""
+    if content[:4] == b"RIFF" and content[8:12] == b"WAVE":
+        import soundfile as sf
+
+        try:
+            with sf.SoundFile(io.BytesIO(content)) as snd:
+                if snd.channels != 1:
+                    raise _invalid(f"the WAV file has {snd.channels} channels; send mono audio")
+                if snd.subtype != "PCM_16":
+                    raise _invalid(f"the WAV file is {snd.subtype}; send 16-bit PCM (LINEAR16)")
+                rate = snd.samplerate
+                data = snd.read(dtype="int16")
+        except sf.LibsndfileError as err:
+            raise _invalid(f"cannot read the WAV content: {err}") from None
+        if config.sample_rate_hertz and config.sample_rate_hertz != rate:
+            raise _invalid(
+                f"sample_rate_hertz {config.sample_rate_hertz} does not match the WAV header "
+                f"({rate} Hz)"
+            )
+        return data.astype(np.float32) / 32768.0, int(rate)
+    if config.encoding != pb.RecognitionConfig.AudioEncoding.LINEAR16:
+        raise _invalid("ENCODING_UNSPECIFIED needs a WAV file (RIFF header) as content")
+    if len(content) % 2:
+        raise _invalid(
+            f"odd-length LINEAR16 content ({len(content)} bytes): "
+            "16-bit samples need an even number of bytes"
+        )
+    return np.frombuffer(content, dtype="<i2").astype(np.float32) / 32768.0, int(
+        config.sample_rate_hertz
+    )
+
+
+def _duration(target, seconds: float) -> None:
+    nanos_total = int(round(max(seconds, 0.0) * 1e9))
+    target.seconds, target.nanos = divmod(nanos_total, 1_000_000_000)
+
+
+def _fill_alternative(alt, result, config: pb.RecognitionConfig) -> None:
+    alt.transcript = result.text
+    alt.confidence = float(result.confidence)
+    if config.enable_word_time_offsets or config.enable_word_confidence:
+        for word in result.words:
+            info = alt.words.add()
+            info.word = word.word
+            if config.enable_word_time_offsets:
+                _duration(info.start_time, word.start)
+                _duration(info.end_time, word.end)
+            if config.enable_word_confidence:
+                info.confidence = float(word.confidence)
+
+
+def _response(event: StreamEvent, config: pb.RecognitionConfig):
+    response = pb.StreamingRecognizeResponse()
+    if event.kind == "end_of_single_utterance":
+        response.speech_event_type = pb.StreamingRecognizeResponse.END_OF_SINGLE_UTTERANCE
+        _duration(response.speech_event_time, event.end_time_s)
+        return response
+    if event.kind not in ("interim", "final"):
+        return None
+    out = response.results.add()
+    out.is_final = event.kind == "final"
+    _duration(out.result_end_time, event.end_time_s)
+    alt = out.alternatives.add()
+    if out.is_final:
+        _fill_alternative(alt, event.result, config)
+    else:
+        alt.transcript = event.result.text
+        out.stability = event.stability
+    return response
