@@ -13,8 +13,8 @@ and no stream starves the others), and in ONE worker thread:
    (``Stream.advance``), then checks endpoints and collects interim/final
    results as :class:`StreamEvent` objects for the servicer.
 
-Models whose family is not frame-independent (``ctc``: recurrent) are fed per
-stream with ``Stream.accept_waveform`` in the same worker thread. While the
+Models that are not frame-independent (``recognizer.frame_independent`` false,
+e.g. recurrent CTC models) are fed per stream with ``Stream.accept_waveform`` in the same worker thread. While the
 worker computes, the event loop keeps receiving audio, so the next batch is
 bigger under load (dynamic batching). All ``Stream`` objects are touched only
 by the single worker thread; the event loop touches only the slots' pending
@@ -368,7 +368,7 @@ class BatchScheduler:
         for job in jobs:
             slot = job.slot
             try:
-                if slot.recognizer.family in BATCHED_FAMILIES:
+                if _batchable(slot.recognizer):
                     if job.samples.size:
                         job.frames = slot.stream.accept_samples(
                             job.samples, sampling_rate=slot.sampling_rate
@@ -442,6 +442,11 @@ class BatchScheduler:
             job.events = [_error(str(err))]
         except Exception as err:
             job.events = [_error(f"internal error: {err}", internal=True)]
+
+
+def _batchable(recognizer: Any) -> bool:
+    """Frames of this recognizer's streams can be scored together with other streams'."""
+    return bool(getattr(recognizer, "frame_independent", recognizer.family in BATCHED_FAMILIES))
 
 
 def _needs_finish(slot: StreamSlot) -> bool:

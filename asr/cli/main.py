@@ -27,6 +27,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "asr.cli.train",
     "asr.cli.align",
     "asr.cli.export",
+    "asr.cli.serve",
+    "asr.cli.stream",
 )
 
 
