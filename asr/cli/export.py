@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 EPILOG = """examples:
   asr export exp/yesno/mono --graph exp/yesno/mono/graph --out exp/yesno/mono/bundle
   asr export exp/an4/tri1 --graph exp/an4/tri1/graph --out exp/an4/tri1/bundle \\
-      --lang data/an4/lang --acoustic-scale 0.083
+      --lang data/an4/lang --decode-dir exp/an4/tri1/decode_dev
 
 The bundle holds the model files, the graph (HCLG/TLG, words.txt, label maps) and
 manifest.json (family, sampling rate, feature pipeline, decoder defaults, package
@@ -31,19 +33,41 @@ def register(subparsers) -> None:
         "--lang", metavar="LANG_DIR",
         help="lang dir for the silence phones (default: the one named in GRAPH_DIR/graph.json)",
     )  # fmt: skip
-    p.add_argument("--beam", type=float, default=13.0, help="default beam (13)")
-    p.add_argument("--max-active", type=int, default=7000)
-    p.add_argument("--acoustic-scale", type=float, default=0.1, help="default acoustic scale")
+    p.add_argument(
+        "--decode-dir", metavar="DECODE_DIR",
+        help="take the decoder defaults (beam, best acoustic scale) from DECODE_DIR/decode.json",
+    )  # fmt: skip
+    p.add_argument("--beam", type=float, help="default beam (13)")
+    p.add_argument("--max-active", type=int, help="default max active tokens (7000)")
+    p.add_argument("--acoustic-scale", type=float, help="default acoustic scale (0.1)")
     p.set_defaults(func=run)
+
+
+def _decode_options(path: Path) -> dict:
+    from asr.errors import ModelError
+
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        options = dict(record["decoder"])
+        options["acoustic_scale"] = float(
+            record.get("best_acoustic_scale", options["acoustic_scale"])
+        )
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ModelError(f"{path}: cannot read the decoder settings: {err}") from None
+    return options
 
 
 def run(args: argparse.Namespace) -> int:
     from asr.bundle import export_bundle
     from asr.decode.viterbi import DecoderConfig
 
-    config = DecoderConfig(
-        beam=args.beam, max_active=args.max_active, acoustic_scale=args.acoustic_scale
-    )
+    options = {"beam": 13.0, "max_active": 7000, "acoustic_scale": 0.1}
+    if args.decode_dir:
+        options.update(_decode_options(Path(args.decode_dir) / "decode.json"))
+    for key in ("beam", "max_active", "acoustic_scale"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    config = DecoderConfig(**options)
     bundle = export_bundle(
         args.model_dir, graph_dir=args.graph, out_dir=args.out, lang_dir=args.lang,
         decoder_config=config,

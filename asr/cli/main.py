@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "asr.cli.train",
     "asr.cli.align",
     "asr.cli.export",
+    "asr.cli.transcribe",
     "asr.cli.serve",
     "asr.cli.stream",
 )
