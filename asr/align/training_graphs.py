@@ -40,7 +40,7 @@ import numpy as np
 
 from asr.decode.graph import DecodingGraph
 from asr.errors import AlignmentError, AsrError
-from asr.graph.hmm_fst import FstArrays
+from asr.graph.fst_arrays import FstArrays
 from asr.graph.mkgraph import MkGraphConfig, build_hclg
 from asr.hmm.model import HmmModel
 from asr.hmm.transition_model import TransitionModel

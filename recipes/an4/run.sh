@@ -14,6 +14,8 @@
 #   2 lang dir (an4.dic + an4.filler), L.fst
 #   3 word LM on the training transcripts (Kneser-Ney), G.fst
 #   4 monophone HMM topology/transition model and its HCLG graph
+#   5 monophone GMM-HMM training from a flat start (exp/an4/mono)
+#   6 its HCLG; decoding of dev at several acoustic scales, test at dev's best scale
 # Outputs: data/an4/{train,dev,test,lang}, exp/an4/... (relative to the repository root).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -62,6 +64,24 @@ if stage_ok 4; then
   log "stage 4: monophone model topology and HCLG"
   asr hmm init-mono "$data/lang" --out "$exp/mono0"
   asr graph mkgraph "$data/lang" "$exp/mono0" "$exp/mono0/graph"
+fi
+
+if stage_ok 5; then
+  log "stage 5: monophone GMM-HMM training"
+  asr train mono "$data/train" "$data/lang" "$exp/mono" --nj "$nj"
+fi
+
+if stage_ok 6; then
+  log "stage 6: monophone HCLG and decoding"
+  asr graph mkgraph "$data/lang" "$exp/mono" "$exp/mono/graph" --skip-if-up-to-date
+  asr decode "$exp/mono" "$data/dev" --graph "$exp/mono/graph" --out "$exp/mono/decode_dev" \
+    --nj "$nj" --acoustic-scales 0.05,0.067,0.083,0.1,0.125
+  if [ -d "$data/test" ]; then
+    # the acoustic scale that won on dev (decode.json: "acoustic_scale")
+    scale=$(sed -n 's/^ *"acoustic_scale": *\([0-9.eE+-]*\).*/\1/p' "$exp/mono/decode_dev/decode.json")
+    asr decode "$exp/mono" "$data/test" --graph "$exp/mono/graph" --out "$exp/mono/decode_test" \
+      --nj "$nj" --acoustic-scale "${scale:-0.1}"
+  fi
 fi
 
 log "done"

@@ -12,6 +12,8 @@
 #   2 lang dir: the ten digit words from CMUdict
 #   3 unigram LM over the digits and G.fst
 #   4 monophone HMM topology/transition model and its HCLG graph
+#   5 monophone GMM-HMM training from a flat start (exp/fsdd/mono)
+#   6 its HCLG, decoding of the test set (exp/fsdd/mono/decode_test/wer)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 
@@ -56,6 +58,18 @@ if stage_ok 4; then
   log "stage 4: monophone model topology and HCLG"
   asr hmm init-mono "$data/lang" --out "$exp/mono0"
   asr graph mkgraph "$data/lang" "$exp/mono0" "$exp/mono0/graph"
+fi
+
+if stage_ok 5; then
+  log "stage 5: monophone GMM-HMM training"
+  asr train mono "$data/train" "$data/lang" "$exp/mono" --nj "$nj"
+fi
+
+if stage_ok 6; then
+  log "stage 6: monophone HCLG and decoding"
+  asr graph mkgraph "$data/lang" "$exp/mono" "$exp/mono/graph" --skip-if-up-to-date
+  asr decode "$exp/mono" "$data/test" --graph "$exp/mono/graph" --out "$exp/mono/decode_test" \
+    --nj "$nj"
 fi
 
 log "done"

@@ -11,6 +11,8 @@
 #   2 lang dir from the two-word lexicon in recipes/yesno/local/lexicon.txt
 #   3 unigram LM over YES/NO and G.fst
 #   4 monophone HMM topology/transition model and its HCLG graph
+#   5 monophone GMM-HMM training from a flat start (exp/yesno/mono)
+#   6 its HCLG, decoding of the test set (exp/yesno/mono/decode_test/wer)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 
@@ -53,6 +55,18 @@ if stage_ok 4; then
   log "stage 4: monophone model topology and HCLG"
   asr hmm init-mono "$data/lang" --out "$exp/mono0"
   asr graph mkgraph "$data/lang" "$exp/mono0" "$exp/mono0/graph"
+fi
+
+if stage_ok 5; then
+  log "stage 5: monophone GMM-HMM training"
+  asr train mono "$data/train" "$data/lang" "$exp/mono" --totgauss 400 --nj "$nj"
+fi
+
+if stage_ok 6; then
+  log "stage 6: monophone HCLG and decoding"
+  asr graph mkgraph "$data/lang" "$exp/mono" "$exp/mono/graph" --skip-if-up-to-date
+  asr decode "$exp/mono" "$data/test" --graph "$exp/mono/graph" --out "$exp/mono/decode_test" \
+    --nj "$nj"
 fi
 
 log "done"
