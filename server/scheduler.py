@@ -1,8 +1,9 @@
 """The batching scheduler: one acoustic-model call per tick for all active streams.
 
-Every tick the scheduler gathers the audio that arrived for each active stream
-(at most ``max_chunk_s`` per stream, so endpoints are seen at that granularity
-and no stream starves the others), and in ONE worker thread:
+Every tick the scheduler gathers the audio that arrived for each active stream,
+in whole units of ``unit_s`` (100 ms; at most ``max_chunk_s`` per stream, so no
+stream starves the others), and in ONE worker thread, one unit per stream per
+round:
 
 1. turns each stream's new samples into processed feature frames
    (``Stream.accept_samples``: resampling, online features, online CMVN);
@@ -70,16 +71,23 @@ LATENCY_BUCKETS_MS: tuple[float, ...] = (10, 25, 50, 100, 150, 250, 500, 1000, 2
 @dataclass(frozen=True)
 class SchedulerConfig:
     """``tick_s``: least time between two batches (audio gathers meanwhile);
-    ``max_chunk_s``: most new audio per stream per batch (endpoint granularity)."""
+    ``unit_s``: the audio of each stream is decoded in units of exactly this length
+    (the last one may be shorter), checking endpoints and interim results after each,
+    so results do not depend on how audio arrives or is batched;
+    ``max_chunk_s``: most new audio per stream per tick (whole units, in rounds of one
+    acoustic-model call each, to catch up after a backlog)."""
 
     tick_s: float = 0.02
-    max_chunk_s: float = 0.25
+    unit_s: float = 0.1
+    max_chunk_s: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.tick_s >= 0:
             raise ServerError(f"tick_s must be >= 0, got {self.tick_s}")
-        if not self.max_chunk_s > 0:
-            raise ServerError(f"max_chunk_s must be > 0, got {self.max_chunk_s}")
+        if not self.unit_s > 0:
+            raise ServerError(f"unit_s must be > 0, got {self.unit_s}")
+        if not self.max_chunk_s >= self.unit_s:
+            raise ServerError(f"max_chunk_s must be >= unit_s, got {self.max_chunk_s}")
 
 
 @dataclass(frozen=True)
@@ -154,12 +162,19 @@ class StreamSlot:
 @dataclass
 class _Job:
     slot: StreamSlot
-    samples: np.ndarray
+    units: list  # float32 sample arrays, each unit_s long except maybe the last
     finish: bool
     oldest_arrival: float | None
+    start_samples: int  # samples of the stream consumed before this job
     frames: np.ndarray | None = None
     events: list[StreamEvent] = field(default_factory=list)
     failed: bool = False
+    ended: bool = False  # single utterance over: later units are dropped
+    done_samples: int = 0
+
+    @property
+    def num_samples(self) -> int:
+        return sum(unit.size for unit in self.units)
 
 
 class BatchScheduler:
@@ -315,12 +330,18 @@ class BatchScheduler:
         for slot in list(self._slots.values()):
             if slot.closed:
                 continue
-            budget = max(1, int(self.config.max_chunk_s * slot.sampling_rate))
+            unit = max(1, int(round(self.config.unit_s * slot.sampling_rate)))
+            max_units = max(1, int(self.config.max_chunk_s / self.config.unit_s + 1e-9))
+            available = sum(samples.size for _, samples in slot.pending)
+            if not slot.input_finished:
+                available = min(available // unit, max_units) * unit
+            else:
+                available = min(available, max_units * unit)
             parts, taken, oldest = [], 0, None
-            while slot.pending and taken < budget:
+            while taken < available:
                 arrival, samples = slot.pending[0]
                 oldest = arrival if oldest is None else oldest
-                room = budget - taken
+                room = available - taken
                 if samples.size > room:
                     parts.append(samples[:room])
                     slot.pending[0] = (arrival, samples[room:])
@@ -333,15 +354,20 @@ class BatchScheduler:
             if not parts and not finish:
                 continue
             chunk = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+            units = [chunk[i : i + unit] for i in range(0, chunk.size, unit)]
+            start_samples = slot.num_samples_consumed
             slot.num_samples_consumed += taken
             if finish:
                 slot.closed = True  # its last job: flushed below, then "done"
-            jobs.append(_Job(slot=slot, samples=chunk, finish=finish, oldest_arrival=oldest))
+            jobs.append(
+                _Job(slot=slot, units=units, finish=finish, oldest_arrival=oldest,
+                     start_samples=start_samples)
+            )  # fmt: skip
         return jobs
 
     def _dispatch(self, jobs: list[_Job], *, elapsed: float) -> None:
         now = time.monotonic()
-        audio_s = sum(job.samples.size / job.slot.sampling_rate for job in jobs)
+        audio_s = sum(job.num_samples / job.slot.sampling_rate for job in jobs)
         with self._stats_lock:
             self.num_batches += 1
             self.compute_s += elapsed
@@ -364,28 +390,42 @@ class BatchScheduler:
     # ---- the worker thread
 
     def _compute(self, jobs: list[_Job]) -> None:
-        groups: dict[int, list[_Job]] = {}
+        """Rounds of one unit per stream: features, one scoring call per model, decoder steps."""
+        num_rounds = max((len(job.units) for job in jobs), default=0)
+        for index in range(num_rounds):
+            self._round([job for job in jobs if index < len(job.units)], index)
         for job in jobs:
-            slot = job.slot
+            if job.finish and not (job.failed or job.ended):
+                self._finish(job)
+
+    def _round(self, jobs: list[_Job], index: int) -> None:
+        groups: dict[int, list[_Job]] = {}
+        active = []
+        for job in jobs:
+            if job.failed or job.ended:
+                continue
+            slot, samples = job.slot, job.units[index]
+            active.append(job)
+            job.frames = None
             try:
                 if _batchable(slot.recognizer):
-                    if job.samples.size:
-                        job.frames = slot.stream.accept_samples(
-                            job.samples, sampling_rate=slot.sampling_rate
-                        )
-                        if job.frames is not None and len(job.frames):
-                            groups.setdefault(id(slot.recognizer.acoustic_model), []).append(job)
-                elif job.samples.size:
-                    slot.stream.accept_waveform(job.samples, sampling_rate=slot.sampling_rate)
+                    job.frames = slot.stream.accept_samples(
+                        samples, sampling_rate=slot.sampling_rate
+                    )
+                    if job.frames is not None and len(job.frames):
+                        groups.setdefault(id(slot.recognizer.acoustic_model), []).append(job)
+                else:
+                    slot.stream.accept_waveform(samples, sampling_rate=slot.sampling_rate)
             except AsrError as err:
                 job.failed, job.events = True, [_error(str(err))]
             except Exception as err:
                 job.failed, job.events = True, [_error(f"internal error: {err}", internal=True)]
         for group in groups.values():
             self._score_group(group)
-        for job in jobs:
+        for job in active:
             if not job.failed:
-                self._collect(job)
+                job.done_samples += job.units[index].size
+                self._collect(job, last=index == len(job.units) - 1)
 
     def _score_group(self, group: list[_Job]) -> None:
         model = group[0].slot.recognizer.acoustic_model
@@ -408,28 +448,24 @@ class BatchScheduler:
             except Exception as err:
                 job.failed, job.events = True, [_error(f"internal error: {err}", internal=True)]
 
-    def _collect(self, job: _Job) -> None:
-        """Endpoint / finalize / interim checks for one stream after its decoder step."""
+    def _collect(self, job: _Job, *, last: bool) -> None:
+        """Endpoint and interim checks for one stream after one unit's decoder step."""
         slot, stream = job.slot, job.slot.stream
-        end_s = slot.num_samples_consumed / slot.sampling_rate
+        end_s = (job.start_samples + job.done_samples) / slot.sampling_rate
         try:
-            if job.finish:
-                result = stream.finalize()
-                if result.text:
-                    job.events.append(StreamEvent("final", result, end_time_s=end_s))
-                job.events.append(StreamEvent("done", end_time_s=end_s))
-            elif stream.is_endpoint():
+            if stream.is_endpoint():
                 result = stream.finalize()
                 slot.last_interim_words = ()
                 if slot.single_utterance:
                     job.events.append(StreamEvent("end_of_single_utterance", end_time_s=end_s))
                     job.events.append(StreamEvent("final", result, end_time_s=end_s))
                     job.events.append(StreamEvent("done", end_time_s=end_s))
+                    job.ended = True
                 else:
                     if result.text:
                         job.events.append(StreamEvent("final", result, end_time_s=end_s))
                     stream.reset()
-            elif slot.interim_results and job.samples.size:
+            elif slot.interim_results and last and not job.finish:
                 result = stream.partial()
                 words = tuple(result.text.split())
                 if words and words != slot.last_interim_words:
@@ -439,9 +475,23 @@ class BatchScheduler:
                         StreamEvent("interim", result, end_time_s=end_s, stability=stability)
                     )
         except AsrError as err:
-            job.events = [_error(str(err))]
+            job.failed, job.events = True, [_error(str(err))]
         except Exception as err:
-            job.events = [_error(f"internal error: {err}", internal=True)]
+            job.failed, job.events = True, [_error(f"internal error: {err}", internal=True)]
+
+    def _finish(self, job: _Job) -> None:
+        """The client's audio is all decoded: flush, final result, done."""
+        slot = job.slot
+        end_s = (job.start_samples + job.done_samples) / slot.sampling_rate
+        try:
+            result = slot.stream.finalize()
+            if result.text:
+                job.events.append(StreamEvent("final", result, end_time_s=end_s))
+            job.events.append(StreamEvent("done", end_time_s=end_s))
+        except AsrError as err:
+            job.failed, job.events = True, [_error(str(err))]
+        except Exception as err:
+            job.failed, job.events = True, [_error(f"internal error: {err}", internal=True)]
 
 
 def _batchable(recognizer: Any) -> bool:
