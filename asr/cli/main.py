@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "asr.cli.align",
     "asr.cli.export",
     "asr.cli.transcribe",
+    "asr.cli.plot",
     "asr.cli.serve",
     "asr.cli.stream",
 )
