@@ -73,3 +73,7 @@ class AlignmentError(AsrError):
 
 class ServerError(AsrError):
     """The recognition server got an invalid configuration (models, limits, address)."""
+
+
+class PlotError(AsrError):
+    """A plot's input cannot be read or has nothing to show."""

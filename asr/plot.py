@@ -19,16 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from asr.errors import AsrError
+from asr.errors import PlotError
 from asr.fileio import atomic_write
 
 __all__ = ["parse_results_table", "plot_alignment", "plot_results"]
 
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
-
-
-class PlotError(AsrError):
-    """A plot's input cannot be read or has nothing to show."""
 
 
 def _pyplot():

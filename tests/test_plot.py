@@ -14,7 +14,8 @@ from test_bundle import build_yesno_model
 from asr.bundle import export_bundle
 from asr.cli.main import main
 from asr.data import read_kaldi_map
-from asr.plot import PlotError, parse_results_table, plot_results
+from asr.errors import PlotError
+from asr.plot import parse_results_table, plot_results
 
 
 def _check_png(path, min_bytes=5000):
