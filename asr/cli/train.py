@@ -4,8 +4,10 @@ Examples::
 
     asr train mono data/yesno/train data/yesno/lang exp/yesno/mono --totgauss 400
     asr train mono data/an4/train data/an4/lang exp/an4/mono --nj 2
+    asr train tri data/an4/train data/an4/lang exp/an4/mono exp/an4/tri1 --num-leaves 2000
+    asr train tri data/an4/train data/an4/lang exp/an4/tri1 exp/an4/tri2 --mode lda-mllt
 
-Other model types (``tri``, ``dnn``, ``ctc``) register here as further subcommands.
+Other model types (``dnn``, ``ctc``) register here as further subcommands.
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = parser.add_subparsers(dest="train_command", metavar="MODEL", required=True)
     _register_mono(sub)
+    _register_tri(sub)
+    _register_nnet(sub)
+
+
+def _register_nnet(sub: argparse._SubParsersAction) -> None:
+    from asr.cli.train_nnet import register_ctc, register_dnn
+
+    register_dnn(sub)
+    register_ctc(sub)
 
 
 def _register_mono(sub: argparse._SubParsersAction) -> None:
@@ -104,6 +115,107 @@ def _train_mono(args: argparse.Namespace) -> int:
         f"{len(curve)} iterations; log-likelihood per frame {first:.3f} -> {last:.3f}; "
         f"aligned {summary.num_aligned}, failed {summary.num_failed} "
         f"({summary.seconds:.1f} s)"
+    )
+    if summary.num_failed:
+        print(f"failed utterances are listed in {args.out_dir / 'ali' / 'failed.txt'}")
+    return 0
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers like '10,20,30', got {text!r}"
+        ) from None
+
+
+def _register_tri(sub: argparse._SubParsersAction) -> None:
+    tri = sub.add_parser(
+        "tri",
+        help="triphone GMM-HMM: tri1 (deltas) or tri2 (LDA+MLLT)",
+        description="Tree-tied triphone GMM-HMM training from the model and alignment in ALI_DIR "
+        "(a previous model dir holding ali/), as Kaldi's train_deltas.sh (--mode deltas) and "
+        "train_lda_mllt.sh (--mode lda-mllt). Writes the HMM files, gmm.pt, "
+        "feature_pipeline.json (and final.mat), ali/ and train_log.json to OUT_DIR. An "
+        "interrupted run resumes from its last finished iteration.",
+    )
+    tri.add_argument("data_dir", type=Path, metavar="DATA_DIR")
+    tri.add_argument("lang_dir", type=Path, metavar="LANG_DIR")
+    tri.add_argument("ali_dir", type=Path, metavar="ALI_DIR")
+    tri.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    tri.add_argument("--mode", choices=("deltas", "lda-mllt"), default="deltas")
+    tri.add_argument("--num-leaves", type=int, default=2000, metavar="N", help="tree leaves")
+    tri.add_argument("--totgauss", type=int, default=10000, metavar="N", help="target Gaussians")
+    tri.add_argument("--nj", type=int, default=1, metavar="N", help="parallel jobs (default 1)")
+    tri.add_argument("--num-iters", type=int, default=35, metavar="N")
+    tri.add_argument("--max-iter-inc", type=int, default=25, metavar="N")
+    tri.add_argument("--realign-iters", type=_int_list, default=(10, 20, 30), metavar="LIST")
+    tri.add_argument("--mllt-iters", type=_int_list, default=(2, 4, 6, 12), metavar="LIST")
+    tri.add_argument("--lda-dim", type=int, default=40, metavar="N")
+    tri.add_argument(
+        "--tree-thresh", type=float, default=300.0, metavar="F", help="least gain of a tree split"
+    )
+    tri.add_argument("--boost-silence", type=float, default=1.0, metavar="F")
+    tri.add_argument("--seed", type=int, default=0)
+    tri.add_argument("--force", action="store_true", help="retrain even when OUT_DIR is up to date")
+    tri.set_defaults(func=_train_tri)
+
+
+def _train_tri(args: argparse.Namespace) -> int:
+    from asr.gmm.train_tri import TriConfig, train_tri
+
+    config = TriConfig(
+        feature_mode=args.mode.replace("-", "_"),
+        num_leaves=args.num_leaves,
+        totgauss=args.totgauss,
+        num_iters=args.num_iters,
+        max_iter_inc=args.max_iter_inc,
+        realign_iters=args.realign_iters,
+        mllt_iters=args.mllt_iters,
+        lda_dim=args.lda_dim,
+        tree_thresh=args.tree_thresh,
+        boost_silence=args.boost_silence,
+        seed=args.seed,
+    )
+    bar = None
+    if progress_enabled():
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.num_iters - 1, desc=args.out_dir.name, unit="iter")
+
+    def progress(stats) -> None:
+        if bar is not None:
+            bar.n = stats.iteration
+            bar.set_postfix(
+                loglike=f"{stats.log_like_per_frame:.3f}", gauss=stats.num_gauss, mode=stats.mode
+            )
+            bar.refresh()
+
+    try:
+        summary = train_tri(
+            args.data_dir,
+            args.lang_dir,
+            args.ali_dir,
+            args.out_dir,
+            config=config,
+            num_jobs=args.nj,
+            progress=progress,
+            force=args.force,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    curve = summary.log_like_per_frame
+    if summary.resumed_from is not None:
+        print(f"resumed at iteration {summary.resumed_from}")
+    first = curve[0] if curve else math.nan
+    last = curve[-1] if curve else math.nan
+    print(
+        f"{args.out_dir}: {summary.feature_mode}, dim {summary.feature_dim}, "
+        f"{summary.num_pdfs} pdfs, {summary.num_gauss} Gaussians, {len(curve)} iterations; "
+        f"log-likelihood per frame {first:.3f} -> {last:.3f}; aligned {summary.num_aligned}, "
+        f"failed {summary.num_failed} ({summary.seconds:.1f} s)"
     )
     if summary.num_failed:
         print(f"failed utterances are listed in {args.out_dir / 'ali' / 'failed.txt'}")
