@@ -14,6 +14,11 @@
 #   4 monophone HMM topology/transition model and its HCLG graph
 #   5 monophone GMM-HMM training from a flat start (exp/fsdd/mono)
 #   6 its HCLG, decoding of the test set (exp/fsdd/mono/decode_test/wer)
+#   7 tri1: triphone GMM-HMM on MFCC+deltas from the mono alignments (exp/fsdd/tri1)
+#   8 its HCLG and decoding of the test set
+#   9 tri2: LDA+MLLT triphone GMM-HMM from the tri1 alignments (exp/fsdd/tri2)
+#  10 its HCLG and decoding of the test set
+#  20 model bundles exp/fsdd/<model>/bundle (asr export), alignment plot, results chart
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 
@@ -70,6 +75,50 @@ if stage_ok 6; then
   asr graph mkgraph "$data/lang" "$exp/mono" "$exp/mono/graph" --skip-if-up-to-date
   asr decode "$exp/mono" "$data/test" --graph "$exp/mono/graph" --out "$exp/mono/decode_test" \
     --nj "$nj"
+fi
+
+if stage_ok 7; then
+  log "stage 7: tri1 (triphones on MFCC + deltas) from the monophone alignments"
+  asr train tri "$data/train" "$data/lang" "$exp/mono" "$exp/tri1" --mode deltas \
+    --num-leaves 300 --totgauss 2000 --nj "$nj"
+fi
+
+if stage_ok 8; then
+  log "stage 8: tri1 HCLG and decoding"
+  asr graph mkgraph "$data/lang" "$exp/tri1" "$exp/tri1/graph" --skip-if-up-to-date
+  asr decode "$exp/tri1" "$data/test" --graph "$exp/tri1/graph" --out "$exp/tri1/decode_test" \
+    --nj "$nj"
+fi
+
+if stage_ok 9; then
+  log "stage 9: tri2 (LDA+MLLT) from the tri1 alignments"
+  asr train tri "$data/train" "$data/lang" "$exp/tri1" "$exp/tri2" --mode lda-mllt \
+    --num-leaves 300 --totgauss 2000 --nj "$nj"
+fi
+
+if stage_ok 10; then
+  log "stage 10: tri2 HCLG and decoding"
+  asr graph mkgraph "$data/lang" "$exp/tri2" "$exp/tri2/graph" --skip-if-up-to-date
+  asr decode "$exp/tri2" "$data/test" --graph "$exp/tri2/graph" --out "$exp/tri2/decode_test" \
+    --nj "$nj"
+fi
+
+if stage_ok 20; then
+  log "stage 20: model bundles (exp/fsdd/<model>/bundle), alignment plot, results chart"
+  for model in mono tri1 tri2 tri3 dnn ctc; do
+    [ -d "$exp/$model/graph" ] || continue
+    decode_opt=()
+    [ -f "$exp/$model/decode_test/decode.json" ] && decode_opt=(--decode-dir "$exp/$model/decode_test")
+    asr export "$exp/$model" --graph "$exp/$model/graph" --out "$exp/$model/bundle" \
+      --lang "$data/lang" "${decode_opt[@]}"
+  done
+  if [ -d "$exp/mono/bundle" ]; then
+    wav=$(awk 'NR == 1 { $1 = ""; sub(/^ +/, ""); print; exit }' "$data/test/wav.scp")
+    asr plot alignment --model "$exp/mono/bundle" "$wav" --out "$exp/mono/alignment.png"
+  fi
+  if [ -f recipes/fsdd/RESULTS.md ]; then
+    asr plot results recipes/fsdd/RESULTS.md --out recipes/fsdd/results.png
+  fi
 fi
 
 log "done"

@@ -13,6 +13,7 @@
 #   4 monophone HMM topology/transition model and its HCLG graph
 #   5 monophone GMM-HMM training from a flat start (exp/yesno/mono)
 #   6 its HCLG, decoding of the test set (exp/yesno/mono/decode_test/wer)
+#  20 model bundles exp/yesno/<model>/bundle (asr export), alignment plot, results chart
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 
@@ -67,6 +68,24 @@ if stage_ok 6; then
   asr graph mkgraph "$data/lang" "$exp/mono" "$exp/mono/graph" --skip-if-up-to-date
   asr decode "$exp/mono" "$data/test" --graph "$exp/mono/graph" --out "$exp/mono/decode_test" \
     --nj "$nj"
+fi
+
+if stage_ok 20; then
+  log "stage 20: model bundles (exp/yesno/<model>/bundle), alignment plot, results chart"
+  for model in mono tri1 tri2 tri3 dnn ctc; do
+    [ -d "$exp/$model/graph" ] || continue
+    decode_opt=()
+    [ -f "$exp/$model/decode_test/decode.json" ] && decode_opt=(--decode-dir "$exp/$model/decode_test")
+    asr export "$exp/$model" --graph "$exp/$model/graph" --out "$exp/$model/bundle" \
+      --lang "$data/lang" "${decode_opt[@]}"
+  done
+  if [ -d "$exp/mono/bundle" ]; then
+    wav=$(awk 'NR == 1 { $1 = ""; sub(/^ +/, ""); print; exit }' "$data/test/wav.scp")
+    asr plot alignment --model "$exp/mono/bundle" "$wav" --out "$exp/mono/alignment.png"
+  fi
+  if [ -f recipes/yesno/RESULTS.md ]; then
+    asr plot results recipes/yesno/RESULTS.md --out recipes/yesno/results.png
+  fi
 fi
 
 log "done"
