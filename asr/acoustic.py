@@ -52,6 +52,8 @@ MODEL_INFO_FILE = "model.json"
 #: family -> "module:attribute.path" of a callable ``(model_dir, *, device) -> AcousticModel``.
 FAMILY_LOADERS: dict[str, str] = {
     "gmm": "asr.gmm.acoustic:GmmAcousticModel.load",
+    "dnn": "asr.nnet.acoustic:DnnAcousticModel.load",
+    "ctc": "asr.nnet.acoustic:CtcAcousticModel.load",
 }
 
 # parameter files that identify a family when model.json is absent

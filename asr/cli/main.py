@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "asr.cli.decode",
     "asr.cli.train",
     "asr.cli.align",
+    "asr.cli.results",
     "asr.cli.export",
     "asr.cli.transcribe",
     "asr.cli.plot",

@@ -28,6 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="train_command", metavar="MODEL", required=True)
     _register_mono(sub)
     _register_tri(sub)
+    _register_nnet(sub)
+
+
+def _register_nnet(sub: argparse._SubParsersAction) -> None:
+    from asr.cli.train_nnet import register_ctc, register_dnn
+
+    register_dnn(sub)
+    register_ctc(sub)
 
 
 def _register_mono(sub: argparse._SubParsersAction) -> None:
