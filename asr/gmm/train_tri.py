@@ -8,7 +8,7 @@ Starting from a previous model dir ``ALI_DIR`` (its HMM files and its final alig
    CMVN of the raw features spliced ``splice`` frames either side, projected to ``lda_dim``
    by an LDA estimated from the previous alignment's pdf labels (``acc-lda`` + ``est-lda``,
    silence frames weighted 0).
-2. Tree: context statistics of the previous alignment (``acc-tree-stats``, context 3, central
+2. Tree (:mod:`asr.gmm.triphone_start`): context statistics of the previous alignment (``acc-tree-stats``, context 3, central
    1, silence context-independent), phone questions by clustering (``cluster-phones``, plus
    ``extra_questions.int``), the tree grown to ``num_leaves`` leaves (``build-tree``), one
    Gaussian per pdf from the statistics (``gmm-init-model``), transition probabilities from the
@@ -44,7 +44,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,14 +58,7 @@ from asr.errors import AsrError, EstimationError, FeatureError, TrainingError
 from asr.features.pipeline import FeaturePipelineConfig, load_features, read_feature_config
 from asr.fileio import atomic_write, atomic_write_text, is_up_to_date
 from asr.gmm.diag_gmm import DiagGmmSet
-from asr.gmm.lda_mllt import (
-    LdaConfig,
-    LdaStats,
-    MlltAccumulator,
-    estimate_lda,
-    estimate_mllt,
-    transform_means,
-)
+from asr.gmm.lda_mllt import estimate_mllt, transform_means
 from asr.gmm.train_mono import (
     CHECKPOINT_FILE,
     TRAIN_LOG_FILE,
@@ -77,18 +70,18 @@ from asr.gmm.train_mono import (
     _State,
     _Trainer,
 )
-from asr.hmm.build_tree import TreeConfig, build_tree, init_gmm_from_tree_stats
-from asr.hmm.model import HmmModel
-from asr.hmm.questions import lang_questions
-from asr.hmm.transition_model import TransitionModel
-from asr.hmm.tree import ContextDependency
-from asr.hmm.tree_stats import (
-    TreeStats,
-    TreeStatsConfig,
-    frame_events_from_alignment,
-    tree_stats_from_alignments,
+from asr.gmm.triphone_start import (
+    TriphoneStart,
+    build_triphone_start,
+    convert_alignments,
+    mllt_stats_job,
+    project_features,
+    split_jobs,
+    write_kaldi_matrix,
 )
-from asr.lang import Lang, read_lang
+from asr.hmm.build_tree import TreeConfig
+from asr.hmm.model import HmmModel
+from asr.lang import read_lang
 
 __all__ = [
     "FEATURE_MODES",
@@ -97,7 +90,7 @@ __all__ = [
     "TriSummary",
     "convert_alignments",
     "train_tri",
-]
+]  # convert_alignments: re-exported from asr.gmm.triphone_start
 
 FEATURE_MODES = ("deltas", "lda_mllt")
 TRANSFORM_FILE = "final.mat"
@@ -194,243 +187,18 @@ class TriSummary:
         return [it.log_like_per_frame for it in self.iterations]
 
 
-# ------------------------------------------------------------------------------ convert-ali
-def _state_pdf_classes(tm: TransitionModel) -> tuple[np.ndarray, np.ndarray]:
-    """``(num_transition_states + 1,)`` forward and self-loop pdf-class per transition state."""
-    fwd = np.full(tm.num_transition_states + 1, -1, dtype=np.int64)
-    loop = fwd.copy()
-    for tstate, (phone, hmm_state, _, _) in enumerate(tm.tuples.tolist(), start=1):
-        state = tm.topology.entry(phone).states[hmm_state]
-        fwd[tstate], loop[tstate] = state.forward_pdf_class, state.self_loop_pdf_class
-    return fwd, loop
-
-
-def convert_alignments(
-    alignments: Mapping[str, np.ndarray],
-    *,
-    old_transition_model: TransitionModel,
-    ctx_dep: ContextDependency,
-    transition_model: TransitionModel,
-) -> dict[str, np.ndarray]:
-    """Kaldi's ``convert-ali``: the same phones, HMM states and transitions per frame, with the
-    pdfs the new tree gives each frame's phone window; returns new transition-id alignments.
-
-    Phone instances are split as Kaldi's ``SplitToPhones`` on reordered alignments; the
-    window of an instance holds its neighbours within the utterance (0 at the edges).
-    Raises :class:`TrainingError` when a frame has no transition state in the new model.
-    """
-    old = old_transition_model
-    utt_ids = list(alignments)
-    if not utt_ids:
-        return {}
-    lengths = np.array([len(alignments[u]) for u in utt_ids], dtype=np.int64)
-    tids = np.concatenate([np.asarray(alignments[u], dtype=np.int64) for u in utt_ids])
-    starts = np.concatenate(
-        [frame_events_from_alignment(alignments[u], transition_model=old)[2] for u in utt_ids]
-    )
-    first_frames = np.flatnonzero(starts)
-    instance = np.cumsum(starts) - 1
-    inst_phone = old.tid2phone[tids[first_frames]].astype(np.int64)
-    inst_utt = np.repeat(np.arange(len(utt_ids)), lengths)[first_frames]
-    num_inst = len(first_frames)
-    width, centre = ctx_dep.context_width, ctx_dep.central_position
-    windows = np.zeros((num_inst, width), dtype=np.int64)
-    for position in range(width):
-        other = np.arange(num_inst) + position - centre
-        valid = (other >= 0) & (other < num_inst)
-        valid[valid] &= inst_utt[other[valid]] == inst_utt[valid]
-        windows[valid, position] = inst_phone[other[valid]]
-    fwd_class, loop_class = _state_pdf_classes(old)
-    tstates = old.tid2tstate[tids]
-    # pdfs per distinct (instance window, pdf-class): one tree walk over unique events
-    events = np.concatenate(
-        [
-            np.concatenate([windows[instance], fwd_class[tstates][:, None]], axis=1),
-            np.concatenate([windows[instance], loop_class[tstates][:, None]], axis=1),
-        ]
-    )
-    unique, inverse = np.unique(events, axis=0, return_inverse=True)
-    pdfs = ctx_dep.compute_batch(unique[:, :width], unique[:, width])[inverse.reshape(-1)]
-    num_frames = len(tids)
-    new_tstates = transition_model.transition_states(
-        old.tid2phone[tids], old.tid2hmm_state[tids], pdfs[:num_frames], pdfs[num_frames:]
-    )
-    if np.any(new_tstates == 0):
-        bad = int(np.flatnonzero(new_tstates == 0)[0])
-        utt = utt_ids[int(np.searchsorted(np.cumsum(lengths), bad, side="right"))]
-        raise TrainingError(
-            f"convert-ali: utterance {utt}: phone {int(old.tid2phone[tids[bad]])} in context "
-            f"{windows[instance[bad]].tolist()} has no transition state in the new model"
-        )
-    new_tids = transition_model.tstate2first_tid[new_tstates] + old.tid2index[tids]
-    pieces = np.split(new_tids.astype(np.int32), np.cumsum(lengths)[:-1])
-    return dict(zip(utt_ids, pieces, strict=True))
-
-
-# ------------------------------------------------------------------------------ jobs
-def _silence_weights(tm: TransitionModel, ali: np.ndarray, silence: Sequence[int]) -> np.ndarray:
-    return np.where(np.isin(tm.tid2phone[ali], np.asarray(silence, dtype=np.int64)), 0.0, 1.0)
-
-
-def _tree_stats_job(args: tuple) -> TreeStats:
-    feats, alignments, tm, ci_phones = args
-    utt_ids = [u for u in alignments if u in feats]
-    return tree_stats_from_alignments(
-        feats=[feats[u] for u in utt_ids],
-        alignments=[alignments[u] for u in utt_ids],
-        transition_model=tm,
-        config=TreeStatsConfig(ci_phones=tuple(ci_phones)),
-    )
-
-
-def _lda_job(args: tuple) -> LdaStats:
-    feats, alignments, tm, silence, dim = args
-    stats = LdaStats(num_classes=tm.num_pdfs, dim=dim)
-    utt_ids = [u for u in alignments if u in feats]
-    if utt_ids:
-        ali = np.concatenate([alignments[u] for u in utt_ids])
-        stats.accumulate(
-            torch.from_numpy(np.concatenate([feats[u] for u in utt_ids])),
-            torch.from_numpy(tm.tid2pdf[ali].astype(np.int64)),
-            weights=torch.from_numpy(_silence_weights(tm, ali, silence)),
-        )
-    return stats
-
-
-def _mllt_job(args: tuple) -> MlltAccumulator:
-    feats, alignments, tm, gmm, silence = args
-    acc = MlltAccumulator.for_model(gmm)
-    utt_ids = [u for u in alignments if u in feats]
-    if utt_ids:
-        ali = np.concatenate([alignments[u] for u in utt_ids])
-        acc.accumulate_aligned(
-            gmm,
-            torch.from_numpy(np.concatenate([feats[u] for u in utt_ids]).astype(np.float64)),
-            torch.from_numpy(tm.tid2pdf[ali].astype(np.int64)),
-            weights=torch.from_numpy(_silence_weights(tm, ali, silence)),
-        )
-    return acc
-
-
-def _project(spliced: Mapping[str, np.ndarray], matrix: np.ndarray) -> dict[str, np.ndarray]:
-    """``x @ M^T`` per utterance in float64, stored float32 (as the feature pipeline does)."""
-    return {
-        u: np.ascontiguousarray(f.astype(np.float64) @ matrix.T, dtype=np.float32)
-        for u, f in spliced.items()
-    }
-
-
-def _write_kaldi_matrix(path: Path, matrix: np.ndarray) -> None:
-    """A Kaldi binary double matrix (``DM``), as ``est-lda``/``compose-transforms`` write."""
-    matrix = np.ascontiguousarray(matrix, dtype="<f8")
-    rows, cols = matrix.shape
-    header = b"\0BDM " + b"\4" + np.int32(rows).tobytes() + b"\4" + np.int32(cols).tobytes()
-    with atomic_write(path, "wb") as handle:
-        handle.write(header + matrix.tobytes())
-
-
-# ------------------------------------------------------------------------------ set-up
-@dataclass
-class _Start:
-    """The starting point: model, GMM, converted alignments, LDA (None in deltas mode)."""
-
-    model: HmmModel
-    gmm: DiagGmmSet
-    alignments: dict[str, np.ndarray]
-    lda: np.ndarray | None
-    tree_objf_gain_per_frame: float
-
-
-def _split_jobs(mapping: Mapping, split: Sequence[Sequence[str]]) -> list[dict]:
-    return [{u: mapping[u] for u in ids if u in mapping} for ids in split]
-
-
-def _build_start(
-    *,
-    config: TriConfig,
-    lang: Lang,
-    lang_dir: Path,
-    old_model: HmmModel,
-    old_alignments: dict[str, np.ndarray],
-    feats: dict[str, np.ndarray],
-    split: list[tuple[str, ...]],
-    pool: concurrent.futures.Executor | None,
-) -> tuple[_Start, dict[str, np.ndarray]]:
-    """LDA (lda_mllt mode), tree statistics, questions, tree, GMM init, convert-ali.
-    Returns the start and the model's training features."""
-    old_tm = old_model.transition_model
-    silence = tuple(lang.silence_phone_ids)
-    ali_jobs = _split_jobs(old_alignments, split)
-    feat_jobs = _split_jobs(feats, split)
-    lda = None
-    if config.feature_mode == "lda_mllt":
-        dim = next(iter(feats.values())).shape[1]
-        parts = map_jobs(
-            _lda_job,
-            [(f, a, old_tm, silence, dim) for f, a in zip(feat_jobs, ali_jobs, strict=True)],
-            pool,
-        )
-        stats = parts[0]
-        for part in parts[1:]:
-            stats.merge(part)
-        try:
-            lda = estimate_lda(stats, LdaConfig(dim=config.lda_dim)).numpy()
-        except EstimationError as err:
-            raise TrainingError(f"LDA estimation failed: {err}") from None
-        feats = _project(feats, lda)
-        feat_jobs = _split_jobs(feats, split)
-    parts = map_jobs(
-        _tree_stats_job,
-        [(f, a, old_tm, lang.context_indep_ids) for f, a in zip(feat_jobs, ali_jobs, strict=True)],
-        pool,
-    )
-    tree_stats = TreeStats.merge_all(parts)
-    if tree_stats.num_events == 0:
-        raise TrainingError("no aligned frames to build the tree from")
-    topo = lang.topology
-    num_pdf_classes = {p: topo.num_pdf_classes(p) for p in topo.phones}
-    questions = lang_questions(tree_stats, lang_dir, max_pdf_classes=max(num_pdf_classes.values()))
-    built = build_tree(
-        tree_stats,
-        roots=lang.roots(),
-        questions=questions,
-        num_pdf_classes=num_pdf_classes,
-        ci_phones=lang.context_indep_ids,
-        config=TreeConfig(
-            num_leaves=config.num_leaves,
-            thresh=config.tree_thresh,
-            cluster_thresh=config.cluster_thresh,
-        ),
-    )
-    ctx_dep = built.ctx_dep
-    tm = TransitionModel.build(topology=topo, ctx_dep=ctx_dep)
-    model = HmmModel(topology=topo, ctx_dep=ctx_dep, transition_model=tm, phones=lang.phones)
-    gmm = init_gmm_from_tree_stats(tree_stats, ctx_dep).to_diag_gmm_set()
-    converted = convert_alignments(
-        old_alignments, old_transition_model=old_tm, ctx_dep=ctx_dep, transition_model=tm
-    )
-    start = _Start(
-        model=model,
-        gmm=gmm,
-        alignments=converted,
-        lda=lda,
-        tree_objf_gain_per_frame=(built.objf_final - built.objf_initial) / tree_stats.total_count,
-    )
-    return start, feats
-
-
-def _save_start(init_dir: Path, start: _Start, config: TriConfig) -> None:
+def _save_start(init_dir: Path, start: TriphoneStart, config: TriConfig) -> None:
     init_dir.mkdir(parents=True, exist_ok=True)
     start.gmm.save(init_dir / GMM_FILE)
     write_alignments(start.alignments, init_dir / "ali")
     if start.lda is not None:
-        _write_kaldi_matrix(init_dir / "lda.mat", start.lda)
+        write_kaldi_matrix(init_dir / "lda.mat", start.lda)
     meta = {"config": config.to_dict(), "tree_objf_gain_per_frame": start.tree_objf_gain_per_frame}
     atomic_write_text(init_dir / "start.json", json.dumps(meta) + "\n")
     start.model.save(init_dir)  # hmm.json last: a complete start
 
 
-def _load_start(init_dir: Path, config: TriConfig) -> _Start | None:
+def _load_start(init_dir: Path, config: TriConfig) -> TriphoneStart | None:
     from asr.features.io import read_matrix
 
     try:
@@ -438,7 +206,7 @@ def _load_start(init_dir: Path, config: TriConfig) -> _Start | None:
         if meta["config"] != config.to_dict() or not (init_dir / "hmm.json").is_file():
             return None
         lda = read_matrix(init_dir / "lda.mat") if config.feature_mode == "lda_mllt" else None
-        return _Start(
+        return TriphoneStart(
             model=HmmModel.load(init_dir),
             gmm=DiagGmmSet.load(init_dir / GMM_FILE),
             alignments=read_alignments(init_dir / "ali"),
@@ -538,14 +306,20 @@ def train_tri(
         if start is None:
             checkpoint.unlink(missing_ok=True)
             shutil.rmtree(init_dir, ignore_errors=True)
-            start, feats = _build_start(
-                config=config, lang=lang, lang_dir=lang_dir, old_model=old_model,
+            start, feats = build_triphone_start(
+                feature_mode=config.feature_mode,
+                tree_config=TreeConfig(
+                    num_leaves=config.num_leaves,
+                    thresh=config.tree_thresh,
+                    cluster_thresh=config.cluster_thresh,
+                ),
+                lda_dim=config.lda_dim, lang=lang, lang_dir=lang_dir, old_model=old_model,
                 old_alignments=old_alignments, feats=raw, split=split, pool=pool,
             )  # fmt: skip
             _save_start(init_dir, start, config)
             state = None
         else:
-            feats = raw if start.lda is None else _project(raw, start.lda)
+            feats = raw if start.lda is None else project_features(raw, start.lda)
             state = _load_checkpoint(checkpoint, config)
         model = start.model
         transform = start.lda
@@ -554,7 +328,7 @@ def train_tri(
             latest, mllt_updates = _load_mllt(init_dir, state.next_iter)
             if latest is not None:
                 transform = latest
-                feats = _project(raw, transform)
+                feats = project_features(raw, transform)
         compiled = map_jobs(
             _compile_job,
             [(str(lang_dir), model, {u: texts[u] for u in ids}) for ids in split],
@@ -601,7 +375,7 @@ def train_tri(
             pool.shutdown()
     failed = {**compile_failed, **failed}
     if transform is not None:
-        _write_kaldi_matrix(out_dir / TRANSFORM_FILE, transform)
+        write_kaldi_matrix(out_dir / TRANSFORM_FILE, transform)
     final_model.save(out_dir)
     state.gmm.save(out_dir / GMM_FILE)
     pipeline.save(out_dir)
@@ -660,10 +434,10 @@ def _mllt_update(
     jobs = [
         (f, a, tm, state.gmm, silence)
         for f, a in zip(
-            _split_jobs(trainer.feats, split), _split_jobs(state.alignments, split), strict=True
+            split_jobs(trainer.feats, split), split_jobs(state.alignments, split), strict=True
         )
     ]
-    parts = map_jobs(_mllt_job, jobs, pool)
+    parts = map_jobs(mllt_stats_job, jobs, pool)
     acc = parts[0]
     for part in parts[1:]:
         acc.merge(part)
@@ -684,7 +458,7 @@ def _mllt_update(
             objectives=np.array([update.objective_before, update.objective_after]),
         )
     state.gmm = transform_means(state.gmm, result.delta)
-    trainer.feats = _project(raw, new_transform)
+    trainer.feats = project_features(raw, new_transform)
     return new_transform, update
 
 
