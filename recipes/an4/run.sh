@@ -20,10 +20,6 @@
 #   8 its HCLG and decoding (dev; test at dev's best acoustic scale)
 #   9 tri2: LDA+MLLT triphone GMM-HMM from the tri1 alignments (exp/an4/tri2)
 #  10 its HCLG and decoding (dev; test at dev's best acoustic scale)
-#   7 tri1: triphone GMM-HMM on MFCC+deltas from the mono alignments (exp/an4/tri1)
-#   8 its HCLG and decoding (dev; test at dev's best acoustic scale)
-#   9 tri2: LDA+MLLT triphone GMM-HMM from the tri1 alignments (exp/an4/tri2)
-#  10 its HCLG and decoding (dev; test at dev's best acoustic scale)
 #  20 model bundles exp/an4/<model>/bundle (asr export), alignment plot, results chart
 # Outputs: data/an4/{train,dev,test,lang}, exp/an4/... (relative to the repository root).
 set -euo pipefail
@@ -91,41 +87,6 @@ if stage_ok 6; then
     asr decode "$exp/mono" "$data/test" --graph "$exp/mono/graph" --out "$exp/mono/decode_test" \
       --nj "$nj" --acoustic-scale "${scale:-0.1}"
   fi
-fi
-
-# decode_gmm MODEL: dev at several acoustic scales, test (when present) at dev's best one.
-decode_gmm() {
-  local model=$1
-  asr graph mkgraph "$data/lang" "$exp/$model" "$exp/$model/graph" --skip-if-up-to-date
-  asr decode "$exp/$model" "$data/dev" --graph "$exp/$model/graph" \
-    --out "$exp/$model/decode_dev" --nj "$nj" --acoustic-scales 0.05,0.067,0.083,0.1,0.125
-  if [ -d "$data/test" ]; then
-    scale=$(sed -n 's/^ *"acoustic_scale": *\([0-9.eE+-]*\).*/\1/p' "$exp/$model/decode_dev/decode.json")
-    asr decode "$exp/$model" "$data/test" --graph "$exp/$model/graph" \
-      --out "$exp/$model/decode_test" --nj "$nj" --acoustic-scale "${scale:-0.1}"
-  fi
-}
-
-if stage_ok 7; then
-  log "stage 7: tri1 (triphones on MFCC + deltas) from the monophone alignments"
-  asr train tri "$data/train" "$data/lang" "$exp/mono" "$exp/tri1" --mode deltas \
-    --num-leaves 2000 --totgauss 11000 --nj "$nj"
-fi
-
-if stage_ok 8; then
-  log "stage 8: tri1 HCLG and decoding (dev, then test at dev's best acoustic scale)"
-  decode_gmm tri1
-fi
-
-if stage_ok 9; then
-  log "stage 9: tri2 (LDA+MLLT) from the tri1 alignments"
-  asr train tri "$data/train" "$data/lang" "$exp/tri1" "$exp/tri2" --mode lda-mllt \
-    --num-leaves 2500 --totgauss 15000 --nj "$nj"
-fi
-
-if stage_ok 10; then
-  log "stage 10: tri2 HCLG and decoding (dev, then test at dev's best acoustic scale)"
-  decode_gmm tri2
 fi
 
 # decode_gmm MODEL: dev at several acoustic scales, test (when present) at dev's best one.

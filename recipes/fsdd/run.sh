@@ -18,10 +18,6 @@
 #   8 its HCLG and decoding of the test set
 #   9 tri2: LDA+MLLT triphone GMM-HMM from the tri1 alignments (exp/fsdd/tri2)
 #  10 its HCLG and decoding of the test set
-#   7 tri1: triphone GMM-HMM on MFCC+deltas from the mono alignments (exp/fsdd/tri1)
-#   8 its HCLG and decoding of the test set
-#   9 tri2: LDA+MLLT triphone GMM-HMM from the tri1 alignments (exp/fsdd/tri2)
-#  10 its HCLG and decoding of the test set
 #  20 model bundles exp/fsdd/<model>/bundle (asr export), alignment plot, results chart
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -78,32 +74,6 @@ if stage_ok 6; then
   log "stage 6: monophone HCLG and decoding"
   asr graph mkgraph "$data/lang" "$exp/mono" "$exp/mono/graph" --skip-if-up-to-date
   asr decode "$exp/mono" "$data/test" --graph "$exp/mono/graph" --out "$exp/mono/decode_test" \
-    --nj "$nj"
-fi
-
-if stage_ok 7; then
-  log "stage 7: tri1 (triphones on MFCC + deltas) from the monophone alignments"
-  asr train tri "$data/train" "$data/lang" "$exp/mono" "$exp/tri1" --mode deltas \
-    --num-leaves 300 --totgauss 2000 --nj "$nj"
-fi
-
-if stage_ok 8; then
-  log "stage 8: tri1 HCLG and decoding"
-  asr graph mkgraph "$data/lang" "$exp/tri1" "$exp/tri1/graph" --skip-if-up-to-date
-  asr decode "$exp/tri1" "$data/test" --graph "$exp/tri1/graph" --out "$exp/tri1/decode_test" \
-    --nj "$nj"
-fi
-
-if stage_ok 9; then
-  log "stage 9: tri2 (LDA+MLLT) from the tri1 alignments"
-  asr train tri "$data/train" "$data/lang" "$exp/tri1" "$exp/tri2" --mode lda-mllt \
-    --num-leaves 300 --totgauss 2000 --nj "$nj"
-fi
-
-if stage_ok 10; then
-  log "stage 10: tri2 HCLG and decoding"
-  asr graph mkgraph "$data/lang" "$exp/tri2" "$exp/tri2/graph" --skip-if-up-to-date
-  asr decode "$exp/tri2" "$data/test" --graph "$exp/tri2/graph" --out "$exp/tri2/decode_test" \
     --nj "$nj"
 fi
 
