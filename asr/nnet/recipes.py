@@ -197,10 +197,15 @@ def train_dnn(
         ("train", data_dir, read_alignments(ali_dir)),
         ("dev", dev_dir, None),
     ):
-        if alignments is None:
+        if alignments is None and dev_dir.resolve() == data_dir.resolve():
+            alignments = datasets[0]  # no separate dev set: the dev loss is the training loss
+        elif alignments is None:
             alignments = _dev_alignments(
                 dev_dir, lang_dir, gmm_dir, out_dir, Path(dev_ali_dir) if dev_ali_dir else None
             )
+        if isinstance(alignments, NnetDataset):
+            datasets.append(alignments)
+            continue
         feats = _features(data, pipeline)
         targets, stats = frame_targets(
             alignments, tid2pdf=tid2pdf, num_frames={u: len(f) for u, f in feats.items()}
