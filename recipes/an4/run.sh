@@ -20,6 +20,11 @@
 #   8 its HCLG and decoding (dev; test at dev's best acoustic scale)
 #   9 tri2: LDA+MLLT triphone GMM-HMM from the tri1 alignments (exp/an4/tri2)
 #  10 its HCLG and decoding (dev; test at dev's best acoustic scale)
+#  11 hybrid DNN-HMM (TDNN) on the best GMM alignments (tri2 > tri1 > mono): exp/an4/dnn
+#  12 its HCLG (same tree as the GMM) and decoding
+#  13 phone CTC (conv + BiLSTM) from the lexicon: exp/an4/ctc
+#  14 its TLG (asr graph mktlg) and decoding
+#  15 recipes/an4/RESULTS.md from exp/an4/*/decode_*/wer (asr results)
 #  20 model bundles exp/an4/<model>/bundle (asr export), alignment plot, results chart
 # Outputs: data/an4/{train,dev,test,lang}, exp/an4/... (relative to the repository root).
 set -euo pipefail
@@ -122,6 +127,62 @@ fi
 if stage_ok 10; then
   log "stage 10: tri2 HCLG and decoding (dev, then test at dev's best acoustic scale)"
   decode_gmm tri2
+fi
+
+# best_gmm_ali: the alignments of the best GMM trained so far.
+best_gmm_ali() {
+  local model
+  for model in tri2 tri1 mono; do
+    if [ -d "$exp/$model/ali" ]; then echo "$exp/$model/ali"; return; fi
+  done
+  echo "$0: no GMM alignments under $exp (run the GMM stages first)" >&2; return 1
+}
+
+# decode_nnet MODEL SCALES: decode dev at SCALES (the best one is kept), then
+# the other sets at that scale.
+decode_nnet() {
+  local model=$1 scales=$2 first=1 set scale
+  for set in dev test; do
+    [ -d "$data/$set" ] || continue
+    if [ $first = 1 ]; then
+      asr decode "$exp/$model" "$data/$set" --graph "$exp/$model/graph" \
+        --out "$exp/$model/decode_$set" --nj "$nj" --acoustic-scales "$scales"
+      scale=$(sed -n 's/^ *"acoustic_scale": *\([0-9.eE+-]*\).*/\1/p' "$exp/$model/decode_$set/decode.json")
+      first=0
+    else
+      asr decode "$exp/$model" "$data/$set" --graph "$exp/$model/graph" \
+        --out "$exp/$model/decode_$set" --nj "$nj" --acoustic-scale "$scale"
+    fi
+  done
+}
+
+if stage_ok 11; then
+  log "stage 11: DNN-HMM (TDNN, cross-entropy) on $(best_gmm_ali)"
+  asr train dnn "$data/train" "$data/dev" "$data/lang" "$(best_gmm_ali)" "$exp/dnn" \
+    --epochs 8 --hidden-dim 384 --num-layers 5 --context 8,8
+fi
+
+if stage_ok 12; then
+  log "stage 12: DNN HCLG (the GMM's tree) and decoding"
+  asr graph mkgraph "$data/lang" "$exp/dnn" "$exp/dnn/graph" --skip-if-up-to-date
+  decode_nnet dnn 0.05,0.067,0.083,0.1,0.125
+fi
+
+if stage_ok 13; then
+  log "stage 13: phone CTC (conv + BiLSTM)"
+  asr train ctc "$data/train" "$data/dev" "$data/lang" "$exp/ctc" \
+    --epochs 25 --spec-augment
+fi
+
+if stage_ok 14; then
+  log "stage 14: CTC TLG and decoding"
+  asr graph mktlg "$data/lang" "$exp/ctc/graph" --tokens "$exp/ctc/tokens.txt"
+  decode_nnet ctc 0.5,0.7,1.0,1.5
+fi
+
+if stage_ok 15; then
+  log "stage 15: recipes/an4/RESULTS.md"
+  asr results "$exp" --out recipes/an4/RESULTS.md --title "an4 results"
 fi
 
 if stage_ok 20; then

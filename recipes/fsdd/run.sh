@@ -18,6 +18,11 @@
 #   8 its HCLG and decoding of the test set
 #   9 tri2: LDA+MLLT triphone GMM-HMM from the tri1 alignments (exp/fsdd/tri2)
 #  10 its HCLG and decoding of the test set
+#  11 hybrid DNN-HMM (TDNN) on the best GMM alignments (tri2 > tri1 > mono): exp/fsdd/dnn
+#  12 its HCLG (same tree as the GMM) and decoding
+#  13 phone CTC (conv + BiLSTM) from the lexicon: exp/fsdd/ctc
+#  14 its TLG (asr graph mktlg) and decoding
+#  15 recipes/fsdd/RESULTS.md from exp/fsdd/*/decode_*/wer (asr results)
 #  20 model bundles exp/fsdd/<model>/bundle (asr export), alignment plot, results chart
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -101,6 +106,62 @@ if stage_ok 10; then
   asr graph mkgraph "$data/lang" "$exp/tri2" "$exp/tri2/graph" --skip-if-up-to-date
   asr decode "$exp/tri2" "$data/test" --graph "$exp/tri2/graph" --out "$exp/tri2/decode_test" \
     --nj "$nj"
+fi
+
+# best_gmm_ali: the alignments of the best GMM trained so far.
+best_gmm_ali() {
+  local model
+  for model in tri2 tri1 mono; do
+    if [ -d "$exp/$model/ali" ]; then echo "$exp/$model/ali"; return; fi
+  done
+  echo "$0: no GMM alignments under $exp (run the GMM stages first)" >&2; return 1
+}
+
+# decode_nnet MODEL SCALES: decode test at SCALES (the best one is kept), then
+# the other sets at that scale.
+decode_nnet() {
+  local model=$1 scales=$2 first=1 set scale
+  for set in test; do
+    [ -d "$data/$set" ] || continue
+    if [ $first = 1 ]; then
+      asr decode "$exp/$model" "$data/$set" --graph "$exp/$model/graph" \
+        --out "$exp/$model/decode_$set" --nj "$nj" --acoustic-scales "$scales"
+      scale=$(sed -n 's/^ *"acoustic_scale": *\([0-9.eE+-]*\).*/\1/p' "$exp/$model/decode_$set/decode.json")
+      first=0
+    else
+      asr decode "$exp/$model" "$data/$set" --graph "$exp/$model/graph" \
+        --out "$exp/$model/decode_$set" --nj "$nj" --acoustic-scale "$scale"
+    fi
+  done
+}
+
+if stage_ok 11; then
+  log "stage 11: DNN-HMM (TDNN, cross-entropy) on $(best_gmm_ali)"
+  asr train dnn "$data/train" "$data/train" "$data/lang" "$(best_gmm_ali)" "$exp/dnn" \
+    --epochs 6 --hidden-dim 256 --num-layers 4 --context 6,6
+fi
+
+if stage_ok 12; then
+  log "stage 12: DNN HCLG (the GMM's tree) and decoding"
+  asr graph mkgraph "$data/lang" "$exp/dnn" "$exp/dnn/graph" --skip-if-up-to-date
+  decode_nnet dnn 0.083
+fi
+
+if stage_ok 13; then
+  log "stage 13: phone CTC (conv + BiLSTM)"
+  asr train ctc "$data/train" "$data/train" "$data/lang" "$exp/ctc" \
+    --epochs 20 --hidden 128 --num-layers 2 --conv-channels 128
+fi
+
+if stage_ok 14; then
+  log "stage 14: CTC TLG and decoding"
+  asr graph mktlg "$data/lang" "$exp/ctc/graph" --tokens "$exp/ctc/tokens.txt"
+  decode_nnet ctc 1.0
+fi
+
+if stage_ok 15; then
+  log "stage 15: recipes/fsdd/RESULTS.md"
+  asr results "$exp" --out recipes/fsdd/RESULTS.md --title "fsdd results"
 fi
 
 if stage_ok 20; then
