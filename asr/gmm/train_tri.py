@@ -329,16 +329,7 @@ def train_tri(
             if latest is not None:
                 transform = latest
                 feats = project_features(raw, transform)
-        compiled = map_jobs(
-            _compile_job,
-            [(str(lang_dir), model, {u: texts[u] for u in ids}) for ids in split],
-            pool,
-        )
-        graphs: dict[str, TrainingGraph] = {}
-        compile_failed: dict[str, str] = {}
-        for job_graphs, job_failed in compiled:
-            graphs.update(job_graphs)
-            compile_failed.update(job_failed)
+        graphs, compile_failed = _compile_graphs(lang_dir, model, texts, len(split), pool)
         trainer = _Trainer(
             config=mono_config, model=model, lang=lang, feats=feats, graphs=graphs, split=split,
             executor=pool,
@@ -413,6 +404,33 @@ def train_tri(
     checkpoint.unlink(missing_ok=True)
     shutil.rmtree(init_dir, ignore_errors=True)
     return summary
+
+
+def _compile_graphs(
+    lang_dir: Path,
+    model: HmmModel,
+    texts: Mapping[str, str],
+    num_jobs: int,
+    pool: concurrent.futures.Executor | None,
+) -> tuple[dict[str, TrainingGraph], dict[str, str]]:
+    """Training graphs per utterance, each distinct transcript compiled once (utterances with
+    the same words share one graph), the transcripts spread over ``num_jobs`` jobs."""
+    by_text: dict[str, list[str]] = {}
+    for utt_id, text in texts.items():
+        by_text.setdefault(" ".join(text.split()), []).append(utt_id)
+    unique = sorted(by_text)
+    jobs = [
+        (str(lang_dir), model, {f"t{i}": unique[i] for i in range(k, len(unique), num_jobs)})
+        for k in range(min(num_jobs, len(unique)))
+    ]
+    graphs: dict[str, TrainingGraph] = {}
+    failed: dict[str, str] = {}
+    for job_graphs, job_failed in map_jobs(_compile_job, jobs, pool):
+        for key, graph in job_graphs.items():
+            graphs.update(dict.fromkeys(by_text[unique[int(key[1:])]], graph))
+        for key, reason in job_failed.items():
+            failed.update(dict.fromkeys(by_text[unique[int(key[1:])]], reason))
+    return graphs, failed
 
 
 def _mllt_update(
