@@ -214,9 +214,19 @@ class TrainingGraphCompiler:
         """``(graphs, failed)`` for ``utt_id -> transcript``; ``failed`` maps utt_id -> reason."""
         graphs: dict[str, TrainingGraph] = {}
         failed: dict[str, str] = {}
+        by_text: dict[
+            str, TrainingGraph | str
+        ] = {}  # utterances sharing a transcript share a graph
         for utt_id, text in texts.items():
-            try:
-                graphs[utt_id] = self.compile(text)
-            except AlignmentError as err:
-                failed[utt_id] = str(err)
+            key = " ".join(text.split())
+            if key not in by_text:
+                try:
+                    by_text[key] = self.compile(key)
+                except AlignmentError as err:
+                    by_text[key] = str(err)
+            result = by_text[key]
+            if isinstance(result, str):
+                failed[utt_id] = result
+            else:
+                graphs[utt_id] = result
         return graphs, failed
