@@ -33,12 +33,14 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import math
 import multiprocessing
 import os
+import threading
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,10 +239,42 @@ def _chunks(utt_ids: Sequence[str], feats: Mapping[str, np.ndarray]) -> Iterable
         yield chunk
 
 
+_THREADS_LOCK = threading.Lock()
+_threads_state = {"depth": 0, "saved": 1}
+
+
+@contextlib.contextmanager
+def single_torch_thread() -> Iterator[None]:
+    """Run the body with one torch intra-op thread, then restore the caller's setting
+    (nested and concurrent uses share one save/restore).
+
+    A job is the unit of parallelism (Kaldi's jobs are single-threaded; ``--nj`` runs several):
+    its torch calls are small, and with more intra-op threads than free cores the extra threads
+    mostly spin (AN4 log-likelihoods on a busy 2-core machine: 2 threads cost ~7x the CPU of 1)."""
+    with _THREADS_LOCK:
+        if _threads_state["depth"] == 0:
+            _threads_state["saved"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_state["depth"] += 1
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _threads_state["depth"] -= 1
+            if _threads_state["depth"] == 0:
+                torch.set_num_threads(_threads_state["saved"])
+
+
 def run_alignment_job(job: AlignJob) -> AlignJobResult:
-    """Run one :class:`AlignJob` (a module-level function, so process pools can pickle it)."""
+    """Run one :class:`AlignJob` (a module-level function, so process pools can pickle it),
+    on one torch thread (:func:`single_torch_thread`)."""
     if job.mode not in ("equal", "align", "given", "baum_welch"):
         raise AlignmentError(f"unknown alignment job mode {job.mode!r}")
+    with single_torch_thread():
+        return _run_alignment_job(job)
+
+
+def _run_alignment_job(job: AlignJob) -> AlignJobResult:
     tm = job.transition_model
     out = AlignJobResult(
         alignments={},
@@ -385,8 +419,15 @@ def map_jobs(fn: Callable, tasks: Sequence, executor: concurrent.futures.Executo
 def process_pool(num_jobs: int) -> concurrent.futures.ProcessPoolExecutor:
     """The default executor for ``num_jobs > 1``: a spawn-context process pool."""
     return concurrent.futures.ProcessPoolExecutor(
-        max_workers=num_jobs, mp_context=multiprocessing.get_context("spawn")
+        max_workers=num_jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
     )
+
+
+def _init_worker() -> None:
+    """Pool workers use one torch thread each: ``num_jobs`` processes share the cores."""
+    torch.set_num_threads(1)
 
 
 # ------------------------------------------------------------------------------ data dirs

@@ -16,8 +16,11 @@ Files we write are read by OpenFst's own tools (``fstinfo``, ``fstprint``).
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,6 +159,24 @@ def _read_vector_fst(data: bytes, where: str) -> FstArrays:
     )
 
 
+_SCRATCH_LOCK = threading.Lock()
+_scratch_dirs: dict[int, Path] = {}  # pid -> this process's scratch directory
+
+
+def _scratch_path() -> Path:
+    """A file name private to this process and thread, in a scratch directory created once per
+    process (removed at exit) — kaldifst reads and writes FSTs only through files, and a fresh
+    temporary directory per conversion cost more than the conversion of a training graph."""
+    pid = os.getpid()
+    with _SCRATCH_LOCK:
+        scratch = _scratch_dirs.get(pid)
+        if scratch is None or not scratch.is_dir():
+            scratch = Path(tempfile.mkdtemp(prefix="asr-fst-"))
+            _scratch_dirs[pid] = scratch
+            atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return scratch / f"{threading.get_ident()}.fst"
+
+
 @dataclass(frozen=True, eq=False)
 class FstArrays:
     """A tropical FST as arrays: ``final: (num_states,) float32`` (``inf`` = not final) and
@@ -180,11 +201,13 @@ class FstArrays:
     @classmethod
     def from_fst(cls, fst: kaldifst.StdFst) -> FstArrays:
         """Arrays of a kaldifst FST (through its OpenFst binary form)."""
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "fst"
+        path = _scratch_path()
+        try:
             if not fst.write(str(path)):
                 raise GraphError("could not serialise an FST")
             return _read_vector_fst(path.read_bytes(), "<fst>")
+        finally:
+            path.unlink(missing_ok=True)
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> FstArrays:
@@ -219,10 +242,12 @@ class FstArrays:
 
     def to_fst(self) -> kaldifst.StdVectorFst:
         """A kaldifst ``StdVectorFst`` with these states and arcs."""
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "fst"
+        path = _scratch_path()
+        try:
             path.write_bytes(self.to_bytes())
             return kaldifst.StdVectorFst.read(str(path))
+        finally:
+            path.unlink(missing_ok=True)
 
     def write(self, path: str | os.PathLike) -> None:
         """Write atomically in OpenFst's binary format (``fstinfo`` reads it)."""
@@ -232,10 +257,12 @@ class FstArrays:
 
 def write_fst(fst: kaldifst.StdFst, path: str | os.PathLike) -> None:
     """Write a kaldifst FST atomically (OpenFst binary)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = Path(tmp) / "fst"
+    tmp_path = _scratch_path()
+    try:
         if not fst.write(str(tmp_path)):
             raise GraphError(f"{path}: could not write FST")
         data = tmp_path.read_bytes()
+    finally:
+        tmp_path.unlink(missing_ok=True)
     with atomic_write(path, "wb") as handle:
         handle.write(data)

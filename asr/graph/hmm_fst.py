@@ -66,12 +66,15 @@ def make_h_transducer(
     next_state = 1
     js = np.array(normal, dtype=np.int64)
     windows = np.array([ilabel_info[j] for j in normal], dtype=np.int64).reshape(-1, width)
+    entries = {}
     for phone in np.unique(windows[:, centre]).tolist():
-        rows = np.flatnonzero(windows[:, centre] == phone)
         try:
-            entry = transition_model.topology.entry(phone)
+            entries[phone] = transition_model.topology.entry(phone)
         except Exception as err:  # LangError: phone not in the topology
             raise GraphError(f"context window phone {phone}: {err}") from None
+    first_tids = _first_tids(windows, centre, entries, ctx_dep, transition_model)
+    for phone, entry in entries.items():
+        rows = np.flatnonzero(windows[:, centre] == phone)
         num_emitting = entry.num_states - 1
         reenters = any(
             dest == 0 for s in entry.states[1:-1] for dest, _ in s.transitions
@@ -86,18 +89,7 @@ def make_h_transducer(
                  js[rows], np.zeros(len(rows)))
             )  # fmt: skip
         for hmm_state, state in enumerate(entry.states[:-1]):
-            fwd = ctx_dep.compute_batch(windows[rows], np.full(len(rows), state.forward_pdf_class))
-            loop = ctx_dep.compute_batch(
-                windows[rows], np.full(len(rows), state.self_loop_pdf_class)
-            )
-            tstates = transition_model.transition_states(phone, hmm_state, fwd, loop)
-            if np.any(tstates == 0):
-                k = int(np.flatnonzero(tstates == 0)[0])
-                raise GraphError(
-                    f"model has no transition state for phone {phone}, HMM state {hmm_state}, "
-                    f"pdfs ({int(fwd[k])}, {int(loop[k])}): tree and transition model disagree"
-                )
-            first_tid = transition_model.tstate2first_tid[tstates]
+            first_tid = first_tids[rows, hmm_state]
             olabel = js[rows] if hmm_state == 0 and not reenters else np.zeros(len(rows), np.int64)
             for index, (dest, _) in enumerate(state.transitions):
                 if dest == hmm_state:
@@ -122,6 +114,49 @@ def make_h_transducer(
         ),
         disambig_tids,
     )
+
+
+def _first_tids(
+    windows: np.ndarray,
+    centre: int,
+    entries: dict,
+    ctx_dep: ContextDependency,
+    transition_model: TransitionModel,
+) -> np.ndarray:
+    """``(num_windows, max_emitting_states) int64``: the first transition-id of every context
+    window's HMM states. One tree query for all windows and states of a topology entry's phones
+    at once (not per phone and state: this is the training-graph hot path)."""
+    phones = windows[:, centre]
+    groups: dict[int, list[int]] = {}
+    for phone, entry in entries.items():
+        groups.setdefault(id(entry), []).append(phone)
+    max_states = max((e.num_states - 1 for e in entries.values()), default=0)
+    out = np.zeros((len(windows), max_states), dtype=np.int64)
+    for group in groups.values():
+        entry = entries[group[0]]
+        rows = np.flatnonzero(np.isin(phones, group))
+        states = entry.states[:-1]
+        num_rows, num_states = len(rows), len(states)
+        contexts = np.tile(windows[rows], (num_states, 1))  # state-major: (state, row)
+        fwd_class = np.repeat([s.forward_pdf_class for s in states], num_rows)
+        loop_class = np.repeat([s.self_loop_pdf_class for s in states], num_rows)
+        fwd = ctx_dep.compute_batch(contexts, fwd_class)
+        same = np.array_equal(fwd_class, loop_class)
+        loop = fwd if same else ctx_dep.compute_batch(contexts, loop_class)
+        hmm_state = np.repeat(np.arange(num_states), num_rows)
+        tstates = transition_model.transition_states(
+            np.tile(phones[rows], num_states), hmm_state, fwd, loop
+        )
+        if np.any(tstates == 0):
+            k = int(np.flatnonzero(tstates == 0)[0])
+            raise GraphError(
+                f"model has no transition state for phone {int(phones[rows][k % num_rows])}, "
+                f"HMM state {k // num_rows}, pdfs ({int(fwd[k])}, {int(loop[k])}): tree and "
+                "transition model disagree"
+            )
+        first = transition_model.tstate2first_tid[tstates].reshape(num_states, num_rows)
+        out[rows, :num_states] = first.T
+    return out
 
 
 def add_self_loops(
