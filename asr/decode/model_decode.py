@@ -280,18 +280,23 @@ def decode_data_dir(
         raise DecodeError(f"{feats_scp}: no utterances")
 
     if num_jobs == 1 and executor is None:
+        from asr.align.aligner import single_torch_thread
+
         graph = DecodingGraph.from_fst(fst, ilabel_map)
-        job_results = [
-            _decode_utterances(
-                model,
-                graph,
-                _load_words(words_path),
-                data_dir=data_dir,
-                utt_ids=utt_ids,
-                configs=configs,
-                progress=progress,
-            )
-        ]
+        # One torch thread, like the pool's workers: per-utterance calls are too small for
+        # intra-op threads, which mostly spin (AN4 GMM log-likelihoods: ~20x the CPU time).
+        with single_torch_thread():
+            job_results = [
+                _decode_utterances(
+                    model,
+                    graph,
+                    _load_words(words_path),
+                    data_dir=data_dir,
+                    utt_ids=utt_ids,
+                    configs=configs,
+                    progress=progress,
+                )
+            ]
     else:
         from asr.features.batch import split_utterances
 
