@@ -32,6 +32,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -124,26 +125,38 @@ class TrainingGraph:
         self_loop_scale: float = 0.1,
     ) -> DecodingGraph:
         """The searchable graph with the model's transition probabilities added (pdfs from
-        ``transition_model.tid2pdf``)."""
+        ``transition_model.tid2pdf``). The CSR layout is kept from the previous call when the
+        pdfs are the same (training re-aligns with new probabilities only)."""
         fst = self.fst
         costs = scaled_transition_costs(
             transition_model, transition_scale=transition_scale, self_loop_scale=self_loop_scale
         )
         if fst.ilabel.size and int(fst.ilabel.max()) > transition_model.num_transition_ids:
             raise AlignmentError("training graph has transition-ids the model does not have")
-        weight = fst.weight.astype(np.float64) + costs[fst.ilabel]
+        weight = (fst.weight.astype(np.float64) + costs[fst.ilabel]).astype(np.float32)
+        cached = self.__dict__.get("_search_layout")
+        if cached is not None and np.array_equal(cached[0], transition_model.tid2pdf):
+            # Same arcs and pdfs as last time (every iteration): only the weights change.
+            if np.isnan(weight).any():
+                raise AlignmentError("transition model gives NaN arc costs")
+            graph, order = cached[1], cached[2]
+            return dataclasses.replace(graph, weight=np.ascontiguousarray(weight[order]))
         ilabel_to_pdf = transition_model.tid2pdf.astype(np.int64).copy()
         ilabel_to_pdf[0] = -1
-        return DecodingGraph.from_arrays(
+        graph = DecodingGraph.from_arrays(
             src=fst.src,
             ilabel=fst.ilabel,
             olabel=fst.olabel,
-            weight=weight.astype(np.float32),
+            weight=weight,
             nextstate=fst.dst,
             final_cost=fst.final,
             start_state=fst.start,
             ilabel_to_pdf=ilabel_to_pdf,
         )
+        order = np.lexsort((fst.ilabel == 0, fst.src))  # DecodingGraph's arc order
+        layout = (transition_model.tid2pdf.copy(), graph, order)
+        object.__setattr__(self, "_search_layout", layout)  # a cache, not part of the value
+        return graph
 
 
 class TrainingGraphCompiler:
