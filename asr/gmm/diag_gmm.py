@@ -280,6 +280,7 @@ class DiagGmmSet:
         self._center = center.to(dtype)
         self._projection = torch.cat([means_c * inv_vars, -0.5 * inv_vars], 1).T.contiguous()
         self._projection = self._projection.to(dtype)
+        self._projection_rows = self._projection.T.contiguous()  # row gathers for pdf subsets
         self._score_gconst = gconst.to(dtype)
         self._blocks = list(zip(values.tolist(), nums.tolist(), strict=True))
         identity = bool((pdf_order == torch.arange(self.num_pdfs, device=dev)).all())
@@ -302,20 +303,28 @@ class DiagGmmSet:
         return out
 
     def _subset_log_likelihoods(self, feats: torch.Tensor, pdf_ids: torch.Tensor) -> torch.Tensor:
+        """Like :meth:`_log_likelihoods_chunk` for the columns of ``pdf_ids`` only: pdfs padded
+        to the widest one's Gaussian count with ``-inf`` biases, laid out rank-major, so the
+        logsumexp is the same few in-place passes (no masked_fill / torch.logsumexp)."""
+        num_ids = pdf_ids.numel()
+        if num_ids == 0:
+            return torch.empty(feats.shape[0], 0, dtype=torch.float32, device=self.device)
         counts = self._gauss_counts[pdf_ids]
-        num_ids, width = pdf_ids.numel(), int(counts.max()) if pdf_ids.numel() else 1
-        rank = torch.arange(width, device=self.device)
-        valid = rank[None, :] < counts[:, None]
-        gauss = (self.pdf_offsets[pdf_ids][:, None] + rank).clamp(max=self.num_gauss - 1)
-        cols = self._col_of_gauss[gauss]  # (num_ids, width)
+        width = int(counts.max())
+        rank = torch.arange(width, device=self.device)[:, None]  # (width, 1)
+        valid = (rank < counts[None, :]).flatten()  # (width * num_ids,), rank-major
+        gauss = (self.pdf_offsets[pdf_ids][None, :] + rank).clamp(max=self.num_gauss - 1)
+        cols = self._col_of_gauss[gauss.flatten()]
+        bias = self._score_gconst[cols].masked_fill(~valid, -math.inf)
         x = feats.to(self.compute_dtype) - self._center
-        scores = torch.addmm(
-            self._score_gconst[cols.flatten()],
-            torch.cat([x, x * x], 1),
-            self._projection[:, cols.flatten()],
-        ).view(-1, num_ids, width)
-        scores = scores.masked_fill(~valid, -math.inf)
-        return torch.logsumexp(scores, dim=2).float()
+        scores = torch.addmm(bias, torch.cat([x, x * x], 1), self._projection_rows[cols].T)
+        scores = scores.view(-1, width, num_ids)
+        if width == 1:
+            return scores[:, 0].float()
+        peak = scores.amax(1)  # rank 0 is a real Gaussian of every pdf: finite
+        # padding: exp(max(-inf, -80)) adds < 1e-33 to sums >= 1, nothing in float32
+        scores.sub_(peak[:, None]).clamp_(min=_MIN_EXP_ARG).exp_()
+        return scores.sum(1).log_().add_(peak).float()
 
     def _log_likelihoods_chunk(self, feats: torch.Tensor) -> torch.Tensor:
         x = feats.to(self.compute_dtype) - self._center
