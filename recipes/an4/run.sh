@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# AN4 recipe: CMU's alphanumeric census corpus, from the official layout to decoding graphs.
+# AN4 recipe: CMU's alphanumeric census corpus, from the official layout to scored GMM, DNN and CTC models.
 #
 # Usage: recipes/an4/run.sh [--corpus-dir DIR] [--stage N] [--stop-stage M] [--nj N] [--lm-order N]
 #   --corpus-dir DIR  AN4 in its official layout (default: $ASR_CORPORA/an4, else ../shared/data/an4
@@ -195,7 +195,8 @@ if stage_ok 20; then
       --lang "$data/lang" "${decode_opt[@]}"
   done
   if [ -d "$exp/mono/bundle" ]; then
-    wav=$(awk 'NR == 1 { $1 = ""; sub(/^ +/, ""); print; exit }' "$data/test/wav.scp")
+    plot_set=test; [ -d "$data/test" ] || plot_set=dev  # the official test set is optional
+    wav=$(awk 'NR == 1 { $1 = ""; sub(/^ +/, ""); print; exit }' "$data/$plot_set/wav.scp")
     asr plot alignment --model "$exp/mono/bundle" "$wav" --out "$exp/mono/alignment.png"
   fi
   if [ -f recipes/an4/RESULTS.md ]; then
