@@ -477,6 +477,9 @@ def _mllt_update(
     acc = parts[0]
     for part in parts[1:]:
         acc.merge(part)
+    # all parts come from state.gmm; its fingerprint (float sums) computed in a worker with
+    # another torch thread count can differ in the last bits from this process's
+    acc.model_fingerprint = None
     try:
         result = estimate_mllt(
             acc, state.gmm, current_transform=torch.from_numpy(transform),
