@@ -253,3 +253,18 @@ def test_cli_train_tri_maps_options_and_keeps_an_up_to_date_model(setup, tri1, c
     assert f"deltas, dim 39, {tri1.num_pdfs} pdfs, {tri1.num_gauss} Gaussians" in printed
     with pytest.raises(SystemExit):
         main(["train", "tri", "a", "b", "c", "d", "--mode", "fmllr"])
+
+
+def test_tri2_in_worker_processes(setup, tri1, tmp_path):
+    """Two spawned single-threaded workers (statistics merged across processes, MLLT included)
+    give a model like one process's."""
+    config = TriConfig(
+        feature_mode="lda_mllt", num_leaves=60, totgauss=150, num_iters=3, max_iter_inc=2,
+        realign_iters=(), mllt_iters=(1,), lda_dim=20, tree_thresh=50.0,
+    )  # fmt: skip
+    args = (setup["train"], setup["lang"].path, setup["root"] / "tri1")
+    one = train_tri(*args, tmp_path / "one", config=config)
+    two = train_tri(*args, tmp_path / "two", config=config, num_jobs=2)
+    assert two.num_aligned == one.num_aligned == 100 and two.num_pdfs == one.num_pdfs
+    assert len(two.mllt) == 1 and two.mllt[0].objective_after > two.mllt[0].objective_before
+    np.testing.assert_allclose(two.log_like_per_frame, one.log_like_per_frame, rtol=1e-4)
