@@ -95,8 +95,9 @@ def _decode_wer(model_dir: Path, lang, test_dir: Path, tmp_path: Path) -> float:
 def test_yesno_mono_trains_and_decodes_test_at_zero_wer(yesno_sets, lang, tmp_path):
     # Kaldi's yesno run.sh (--totgauss 400). Flat start on yesno is sensitive to the random
     # equal alignment: with seeds 0-3 we measured test WERs of 3.3, 6.3, 0.0 and 0.8 % (the
-    # failures are initial silences decoded as NO, which starts every training file); seed 2
-    # reproduces Kaldi's 0 %.
+    # failures are initial silences decoded as NO, which starts every training file). This test
+    # pins seed 2, the one of those that reaches 0 %, so it guards the whole 0 % path; the
+    # recipe's default seed gets 3.3 %, i.e. the yesno target is NOT met robustly yet.
     config = MonoConfig(totgauss=400, seed=2)
     summary = train_mono(yesno_sets / "train", lang.path, tmp_path / "mono", config=config)
     assert summary.num_failed == 0 and summary.num_aligned == 30
