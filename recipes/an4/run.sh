@@ -99,7 +99,7 @@ decode_gmm() {
   local model=$1
   asr graph mkgraph "$data/lang" "$exp/$model" "$exp/$model/graph" --skip-if-up-to-date
   asr decode "$exp/$model" "$data/dev" --graph "$exp/$model/graph" \
-    --out "$exp/$model/decode_dev" --nj "$nj" --acoustic-scales 0.05,0.067,0.083,0.1,0.125
+    --out "$exp/$model/decode_dev" --nj "$nj" --acoustic-scales 0.033,0.04,0.05,0.067,0.083,0.1
   if [ -d "$data/test" ]; then
     scale=$(sed -n 's/^ *"acoustic_scale": *\([0-9.eE+-]*\).*/\1/p' "$exp/$model/decode_dev/decode.json")
     asr decode "$exp/$model" "$data/test" --graph "$exp/$model/graph" \
