@@ -228,6 +228,15 @@ def test_cli_model_mode_and_log_likes_mode_agree(setup, tmp_path, capsys):
     argv = ["decode", str(model), str(data), "--graph", str(graph), "--out", str(sweep)]
     assert main([*argv, "--acoustic-scales", "0.05,0.1"]) == 0
     assert "chosen" in capsys.readouterr().out and (sweep / "wer_0.05").exists()
+    chosen = json.loads((sweep / "decode.json").read_text())["decoder"]["acoustic_scale"]
+    reuse = tmp_path / "reuse"
+    argv_reuse = ["decode", str(model), str(data), "--graph", str(graph), "--out", str(reuse)]
+    assert main([*argv_reuse, "--acoustic-scale-from", str(sweep)]) == 0
+    assert json.loads((reuse / "decode.json").read_text())["decoder"]["acoustic_scale"] == chosen
+    assert (reuse / "hyp.txt").read_text() == (sweep / "hyp.txt").read_text()
+    capsys.readouterr()
+    assert main([*argv_reuse, "--acoustic-scale-from", str(tmp_path / "nowhere")]) == 2
+    assert "decode that set first" in capsys.readouterr().err
 
     capsys.readouterr()
     assert main(["decode", "--graph", str(graph)]) == 2

@@ -4,7 +4,8 @@ Examples::
 
     asr decode exp/an4/mono data/an4/dev --graph exp/an4/mono/graph \\
         --acoustic-scales 0.05,0.067,0.083,0.1          # picks the best scale on dev
-    asr decode exp/an4/mono data/an4/test --graph exp/an4/mono/graph --acoustic-scale 0.083
+    asr decode exp/an4/mono data/an4/test --graph exp/an4/mono/graph \\
+        --acoustic-scale-from exp/an4/mono/decode_dev     # the scale that won on dev
     asr decode --graph exp/an4/graph --log-likes exp/an4/mono/loglikes.ark \\
         --out exp/an4/mono/decode_test --ref data/an4/test/text
 
@@ -68,6 +69,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--acoustic-scales",
         help="comma-separated scales to try (MODEL_DIR mode); the best on DATA_DIR/text wins",
+    )
+    parser.add_argument(
+        "--acoustic-scale-from",
+        type=Path,
+        metavar="DECODE_DIR",
+        help="use the acoustic scale chosen by an earlier decode (its decode.json), e.g. the one "
+        "that won on dev when decoding test",
     )
     parser.add_argument("--nj", type=int, default=1, help="parallel jobs (MODEL_DIR mode)")
     parser.add_argument("--ref", type=Path, help="reference Kaldi text file: also write OUT/wer")
@@ -151,12 +159,29 @@ def run(args: argparse.Namespace) -> int:
             raise DecodeError("give either MODEL_DIR DATA_DIR or --log-likes ARK, not both")
         if args.out is None:
             raise DecodeError("--log-likes needs --out DIR")
-        if args.acoustic_scales is not None:
-            raise DecodeError("--acoustic-scales needs MODEL_DIR DATA_DIR (not --log-likes)")
+        if args.acoustic_scales is not None or args.acoustic_scale_from is not None:
+            raise DecodeError(
+                "--acoustic-scales/--acoustic-scale-from need MODEL_DIR DATA_DIR (not --log-likes)"
+            )
         return run_log_likes(args)
     if args.model_dir is None or args.data_dir is None:
         raise DecodeError("give MODEL_DIR DATA_DIR (or --log-likes ARK --out DIR)")
     return run_model(args)
+
+
+def _scale_from(decode_dir: Path) -> float:
+    """The acoustic scale an earlier ``asr decode`` chose (``DECODE_DIR/decode.json``)."""
+    import json
+
+    from asr.errors import DecodeError
+
+    path = decode_dir / "decode.json"
+    try:
+        return float(json.loads(path.read_text(encoding="utf-8"))["decoder"]["acoustic_scale"])
+    except FileNotFoundError:
+        raise DecodeError(f"{path} not found: decode that set first") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise DecodeError(f"{path}: no acoustic_scale ({err})") from None
 
 
 def run_model(args: argparse.Namespace) -> int:
@@ -173,8 +198,13 @@ def run_model(args: argparse.Namespace) -> int:
                 f"{flag} is for --log-likes mode; MODEL_DIR mode uses DATA_DIR/text "
                 "and the graph directory's files"
             )
-    if args.acoustic_scales is not None and args.acoustic_scale is not None:
-        raise DecodeError("give --acoustic-scale or --acoustic-scales, not both")
+    chosen = [args.acoustic_scale, args.acoustic_scales, args.acoustic_scale_from]
+    if sum(x is not None for x in chosen) > 1:
+        raise DecodeError(
+            "give one of --acoustic-scale, --acoustic-scales and --acoustic-scale-from"
+        )
+    if args.acoustic_scale_from is not None:
+        args.acoustic_scale = _scale_from(args.acoustic_scale_from)
     graph_dir = args.graph if args.graph.is_dir() else args.graph.parent
     out = args.out or args.model_dir / f"decode_{args.data_dir.resolve().name}"
     config = DecoderConfig(
