@@ -21,6 +21,16 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _new_file_mode() -> int:
+    """Permissions of a newly created file under the process umask (``0o666 & ~umask``)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_NEW_FILE_MODE = _new_file_mode()
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it onto ``path`` on success.
@@ -39,6 +49,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
         with os.fdopen(fd, mode, **open_kwargs) as handle:
             yield handle
             handle.flush()
+            os.fchmod(handle.fileno(), _NEW_FILE_MODE)  # mkstemp's 0600 is not what users expect
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:

@@ -1,0 +1,50 @@
+"""asr.fileio: atomic writes leave either the old or the new file, with normal permissions."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from asr.fileio import atomic_write, atomic_write_text, is_up_to_date
+
+
+def test_atomic_write_replaces_and_uses_umask_permissions(tmp_path):
+    target = tmp_path / "sub" / "text"
+    atomic_write_text(target, "a\n")
+    atomic_write_text(target, "b\n")
+    assert target.read_text() == "b\n"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in target.parent.iterdir()] == ["text"]
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "model.bin"
+    with atomic_write(target, "wb") as handle:
+        handle.write(b"old")
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), atomic_write(target, "wb") as handle:
+        handle.write(b"half")
+        raise Boom
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.bin"]
+    with pytest.raises(ValueError), atomic_write(target, "a"):
+        pass
+
+
+def test_is_up_to_date(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    assert not is_up_to_date([out], [src])
+    src.write_text("x")
+    out.write_text("y")
+    os.utime(src, (1_000, 1_000))
+    os.utime(out, (2_000, 2_000))
+    assert is_up_to_date([out], [src])
+    os.utime(src, (3_000, 3_000))
+    assert not is_up_to_date([out], [src])
