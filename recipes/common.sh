@@ -27,3 +27,53 @@ if ! command -v asr >/dev/null 2>&1 && [ -x "$root/.venv/bin/asr" ]; then
   PATH="$root/.venv/bin:$PATH"
 fi
 command -v asr >/dev/null 2>&1 || { echo "$0: the 'asr' command is not installed (see README.md)" >&2; exit 2; }
+
+# The functions below use the recipe's $data, $exp and $nj.
+
+# decode_model MODEL SELECT_SET SCALES [OTHER_SET...]: graph exp/MODEL/graph must exist. Decodes
+# SELECT_SET at each acoustic scale in SCALES (comma-separated; the best on SELECT_SET is kept),
+# then every OTHER_SET that exists at that scale.
+decode_model() {
+  local model=$1 select=$2 scales=$3 set
+  shift 3
+  asr decode "$exp/$model" "$data/$select" --graph "$exp/$model/graph" \
+    --out "$exp/$model/decode_$select" --nj "$nj" --acoustic-scales "$scales"
+  for set in "$@"; do
+    [ -d "$data/$set" ] || continue
+    asr decode "$exp/$model" "$data/$set" --graph "$exp/$model/graph" \
+      --out "$exp/$model/decode_$set" --nj "$nj" --acoustic-scale-from "$exp/$model/decode_$select"
+  done
+}
+
+# best_gmm_ali: the alignments of the best GMM trained so far (tri2 > tri1 > mono).
+best_gmm_ali() {
+  local model
+  for model in tri2 tri1 mono; do
+    if [ -d "$exp/$model/ali" ]; then echo "$exp/$model/ali"; return; fi
+  done
+  echo "$0: no GMM alignments under $exp (run the GMM stages first)" >&2
+  return 1
+}
+
+# export_all CORPUS SELECT_SET: a bundle exp/<model>/bundle of every model with a graph (decoding
+# defaults from its SELECT_SET decode), the mono alignment plot of the first test (else
+# SELECT_SET) utterance, and the chart of recipes/CORPUS/RESULTS.md when it exists.
+export_all() {
+  local corpus=$1 select=$2 model plot_set wav
+  for model in mono tri1 tri2 tri3 dnn ctc; do
+    [ -d "$exp/$model/graph" ] || continue
+    local decode_opt=()
+    [ -f "$exp/$model/decode_$select/decode.json" ] && decode_opt=(--decode-dir "$exp/$model/decode_$select")
+    asr export "$exp/$model" --graph "$exp/$model/graph" --out "$exp/$model/bundle" \
+      --lang "$data/lang" "${decode_opt[@]}"
+  done
+  if [ -d "$exp/mono/bundle" ]; then
+    plot_set=test
+    [ -d "$data/test" ] || plot_set=$select
+    wav=$(awk 'NR == 1 { $1 = ""; sub(/^ +/, ""); print; exit }' "$data/$plot_set/wav.scp")
+    asr plot alignment --model "$exp/mono/bundle" "$wav" --out "$exp/mono/alignment.png"
+  fi
+  if [ -f "recipes/$corpus/RESULTS.md" ]; then
+    asr plot results "recipes/$corpus/RESULTS.md" --out "recipes/$corpus/results.png"
+  fi
+}

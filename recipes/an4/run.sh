@@ -43,6 +43,7 @@ cd "$root"
 data=data/an4
 exp=exp/an4
 sets="train dev"
+gmm_scales=0.033,0.04,0.05,0.067,0.083,0.1,0.125  # acoustic scales tried on dev
 [ -f "$corpus_dir/etc/an4_test.fileids" ] && sets="$sets test"
 
 if stage_ok 0; then
@@ -82,30 +83,10 @@ if stage_ok 5; then
 fi
 
 if stage_ok 6; then
-  log "stage 6: monophone HCLG and decoding"
+  log "stage 6: monophone HCLG and decoding (dev at several acoustic scales, test at dev's best)"
   asr graph mkgraph "$data/lang" "$exp/mono" "$exp/mono/graph" --skip-if-up-to-date
-  asr decode "$exp/mono" "$data/dev" --graph "$exp/mono/graph" --out "$exp/mono/decode_dev" \
-    --nj "$nj" --acoustic-scales 0.05,0.067,0.083,0.1,0.125
-  if [ -d "$data/test" ]; then
-    # the acoustic scale that won on dev (decode.json: "acoustic_scale")
-    scale=$(sed -n 's/^ *"acoustic_scale": *\([0-9.eE+-]*\).*/\1/p' "$exp/mono/decode_dev/decode.json")
-    asr decode "$exp/mono" "$data/test" --graph "$exp/mono/graph" --out "$exp/mono/decode_test" \
-      --nj "$nj" --acoustic-scale "${scale:-0.1}"
-  fi
+  decode_model mono dev "$gmm_scales" test
 fi
-
-# decode_gmm MODEL: dev at several acoustic scales, test (when present) at dev's best one.
-decode_gmm() {
-  local model=$1
-  asr graph mkgraph "$data/lang" "$exp/$model" "$exp/$model/graph" --skip-if-up-to-date
-  asr decode "$exp/$model" "$data/dev" --graph "$exp/$model/graph" \
-    --out "$exp/$model/decode_dev" --nj "$nj" --acoustic-scales 0.033,0.04,0.05,0.067,0.083,0.1
-  if [ -d "$data/test" ]; then
-    scale=$(sed -n 's/^ *"acoustic_scale": *\([0-9.eE+-]*\).*/\1/p' "$exp/$model/decode_dev/decode.json")
-    asr decode "$exp/$model" "$data/test" --graph "$exp/$model/graph" \
-      --out "$exp/$model/decode_test" --nj "$nj" --acoustic-scale "${scale:-0.1}"
-  fi
-}
 
 if stage_ok 7; then
   log "stage 7: tri1 (triphones on MFCC + deltas) from the monophone alignments"
@@ -115,7 +96,8 @@ fi
 
 if stage_ok 8; then
   log "stage 8: tri1 HCLG and decoding (dev, then test at dev's best acoustic scale)"
-  decode_gmm tri1
+  asr graph mkgraph "$data/lang" "$exp/tri1" "$exp/tri1/graph" --skip-if-up-to-date
+  decode_model tri1 dev "$gmm_scales" test
 fi
 
 if stage_ok 9; then
@@ -126,35 +108,9 @@ fi
 
 if stage_ok 10; then
   log "stage 10: tri2 HCLG and decoding (dev, then test at dev's best acoustic scale)"
-  decode_gmm tri2
+  asr graph mkgraph "$data/lang" "$exp/tri2" "$exp/tri2/graph" --skip-if-up-to-date
+  decode_model tri2 dev "$gmm_scales" test
 fi
-
-# best_gmm_ali: the alignments of the best GMM trained so far.
-best_gmm_ali() {
-  local model
-  for model in tri2 tri1 mono; do
-    if [ -d "$exp/$model/ali" ]; then echo "$exp/$model/ali"; return; fi
-  done
-  echo "$0: no GMM alignments under $exp (run the GMM stages first)" >&2; return 1
-}
-
-# decode_nnet MODEL SCALES: decode dev at SCALES (the best one is kept), then
-# the other sets at that scale.
-decode_nnet() {
-  local model=$1 scales=$2 first=1 set scale
-  for set in dev test; do
-    [ -d "$data/$set" ] || continue
-    if [ $first = 1 ]; then
-      asr decode "$exp/$model" "$data/$set" --graph "$exp/$model/graph" \
-        --out "$exp/$model/decode_$set" --nj "$nj" --acoustic-scales "$scales"
-      scale=$(sed -n 's/^ *"acoustic_scale": *\([0-9.eE+-]*\).*/\1/p' "$exp/$model/decode_$set/decode.json")
-      first=0
-    else
-      asr decode "$exp/$model" "$data/$set" --graph "$exp/$model/graph" \
-        --out "$exp/$model/decode_$set" --nj "$nj" --acoustic-scale "$scale"
-    fi
-  done
-}
 
 if stage_ok 11; then
   log "stage 11: DNN-HMM (TDNN, cross-entropy) on $(best_gmm_ali)"
@@ -165,7 +121,7 @@ fi
 if stage_ok 12; then
   log "stage 12: DNN HCLG (the GMM's tree) and decoding"
   asr graph mkgraph "$data/lang" "$exp/dnn" "$exp/dnn/graph" --skip-if-up-to-date
-  decode_nnet dnn 0.05,0.067,0.083,0.1,0.125
+  decode_model dnn dev "$gmm_scales" test
 fi
 
 if stage_ok 13; then
@@ -177,7 +133,7 @@ fi
 if stage_ok 14; then
   log "stage 14: CTC TLG and decoding"
   asr graph mktlg "$data/lang" "$exp/ctc/graph" --tokens "$exp/ctc/tokens.txt"
-  decode_nnet ctc 0.5,0.7,1.0,1.5
+  decode_model ctc dev 0.5,0.7,1.0,1.5 test
 fi
 
 if stage_ok 15; then
@@ -187,21 +143,7 @@ fi
 
 if stage_ok 20; then
   log "stage 20: model bundles (exp/an4/<model>/bundle), alignment plot, results chart"
-  for model in mono tri1 tri2 tri3 dnn ctc; do
-    [ -d "$exp/$model/graph" ] || continue
-    decode_opt=()
-    [ -f "$exp/$model/decode_dev/decode.json" ] && decode_opt=(--decode-dir "$exp/$model/decode_dev")
-    asr export "$exp/$model" --graph "$exp/$model/graph" --out "$exp/$model/bundle" \
-      --lang "$data/lang" "${decode_opt[@]}"
-  done
-  if [ -d "$exp/mono/bundle" ]; then
-    plot_set=test; [ -d "$data/test" ] || plot_set=dev  # the official test set is optional
-    wav=$(awk 'NR == 1 { $1 = ""; sub(/^ +/, ""); print; exit }' "$data/$plot_set/wav.scp")
-    asr plot alignment --model "$exp/mono/bundle" "$wav" --out "$exp/mono/alignment.png"
-  fi
-  if [ -f recipes/an4/RESULTS.md ]; then
-    asr plot results recipes/an4/RESULTS.md --out recipes/an4/results.png
-  fi
+  export_all an4 dev
 fi
 
 log "done"

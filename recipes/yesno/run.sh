@@ -71,36 +71,8 @@ fi
 if stage_ok 6; then
   log "stage 6: monophone HCLG and decoding"
   asr graph mkgraph "$data/lang" "$exp/mono" "$exp/mono/graph" --skip-if-up-to-date
-  asr decode "$exp/mono" "$data/test" --graph "$exp/mono/graph" --out "$exp/mono/decode_test" \
-    --nj "$nj"
+  decode_model mono test 0.1
 fi
-
-# best_gmm_ali: the alignments of the best GMM trained so far.
-best_gmm_ali() {
-  local model
-  for model in tri2 tri1 mono; do
-    if [ -d "$exp/$model/ali" ]; then echo "$exp/$model/ali"; return; fi
-  done
-  echo "$0: no GMM alignments under $exp (run the GMM stages first)" >&2; return 1
-}
-
-# decode_nnet MODEL SCALES: decode train at SCALES (the best one is kept), then
-# the other sets at that scale.
-decode_nnet() {
-  local model=$1 scales=$2 first=1 set scale
-  for set in train test; do
-    [ -d "$data/$set" ] || continue
-    if [ $first = 1 ]; then
-      asr decode "$exp/$model" "$data/$set" --graph "$exp/$model/graph" \
-        --out "$exp/$model/decode_$set" --nj "$nj" --acoustic-scales "$scales"
-      scale=$(sed -n 's/^ *"acoustic_scale": *\([0-9.eE+-]*\).*/\1/p' "$exp/$model/decode_$set/decode.json")
-      first=0
-    else
-      asr decode "$exp/$model" "$data/$set" --graph "$exp/$model/graph" \
-        --out "$exp/$model/decode_$set" --nj "$nj" --acoustic-scale "$scale"
-    fi
-  done
-}
 
 if stage_ok 11; then
   log "stage 11: DNN-HMM (TDNN, cross-entropy) on $(best_gmm_ali)"
@@ -111,7 +83,7 @@ fi
 if stage_ok 12; then
   log "stage 12: DNN HCLG (the GMM's tree) and decoding"
   asr graph mkgraph "$data/lang" "$exp/dnn" "$exp/dnn/graph" --skip-if-up-to-date
-  decode_nnet dnn 0.05,0.083,0.1,0.15
+  decode_model dnn train 0.05,0.083,0.1,0.15 test
 fi
 
 if stage_ok 13; then
@@ -124,7 +96,7 @@ fi
 if stage_ok 14; then
   log "stage 14: CTC TLG and decoding"
   asr graph mktlg "$data/lang" "$exp/ctc/graph" --tokens "$exp/ctc/tokens.txt"
-  decode_nnet ctc 0.5,1.0,1.5
+  decode_model ctc train 0.5,1.0,1.5 test
 fi
 
 if stage_ok 15; then
@@ -134,20 +106,7 @@ fi
 
 if stage_ok 20; then
   log "stage 20: model bundles (exp/yesno/<model>/bundle), alignment plot, results chart"
-  for model in mono tri1 tri2 tri3 dnn ctc; do
-    [ -d "$exp/$model/graph" ] || continue
-    decode_opt=()
-    [ -f "$exp/$model/decode_test/decode.json" ] && decode_opt=(--decode-dir "$exp/$model/decode_test")
-    asr export "$exp/$model" --graph "$exp/$model/graph" --out "$exp/$model/bundle" \
-      --lang "$data/lang" "${decode_opt[@]}"
-  done
-  if [ -d "$exp/mono/bundle" ]; then
-    wav=$(awk 'NR == 1 { $1 = ""; sub(/^ +/, ""); print; exit }' "$data/test/wav.scp")
-    asr plot alignment --model "$exp/mono/bundle" "$wav" --out "$exp/mono/alignment.png"
-  fi
-  if [ -f recipes/yesno/RESULTS.md ]; then
-    asr plot results recipes/yesno/RESULTS.md --out recipes/yesno/results.png
-  fi
+  export_all yesno test
 fi
 
 log "done"
