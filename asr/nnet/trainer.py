@@ -146,7 +146,7 @@ class DistInfo:
 def init_distributed(env: Mapping[str, str], *, backend: str | None = None) -> DistInfo:
     """Join the process group described by a launcher's environment (``torchrun`` sets it).
 
-    ``env`` is the environment mapping (pass ``os.environ`` from a script). With no
+    ``env`` is the environment mapping (the CLI passes the process environment). With no
     ``WORLD_SIZE`` or ``WORLD_SIZE=1`` nothing is initialized. The backend defaults to
     NCCL when CUDA is available, else gloo.
     """
