@@ -34,13 +34,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
 import torch
 
 from asr.decode.graph import DecodingGraph
 from asr.decode.traceback import DecodeResult, build_result
-from asr.decode.viterbi import DecoderConfig, check_log_likes, decode
+from asr.decode.viterbi import DecoderConfig, check_log_likes, decode, walk_arena
 from asr.errors import DecodeError
 
 __all__ = ["BatchedDecoder", "decode_batch"]
@@ -96,7 +95,7 @@ class BatchedDecoder:
         arena_arc_np = arena_arc.cpu().numpy()
         results = []
         for b, (arena_idx, token_cost, reached, end_state) in enumerate(finals):
-            arcs = _walk_arena(arena_prev_np, arena_arc_np, arena_idx)
+            arcs = walk_arena(arena_prev_np, arena_arc_np, arena_idx)
             final = float(self.graph.final_cost[end_state]) if reached else 0.0
             results.append(
                 build_result(
@@ -385,22 +384,3 @@ def _recombine(key: torch.Tensor, cost: torch.Tensor) -> torch.Tensor:
     first = torch.ones_like(sorted_key, dtype=torch.bool)
     first[1:] = sorted_key[1:] != sorted_key[:-1]
     return order[first]
-
-
-@numba.njit(cache=True, nogil=True)
-def _walk_arena(arena_prev, arena_arc, idx):
-    n = 0
-    i = idx
-    while i >= 0:
-        if arena_arc[i] >= 0:
-            n += 1
-        i = arena_prev[i]
-    arcs = np.empty(n, dtype=np.int32)
-    i = idx
-    k = n - 1
-    while i >= 0:
-        if arena_arc[i] >= 0:
-            arcs[k] = arena_arc[i]
-            k -= 1
-        i = arena_prev[i]
-    return arcs

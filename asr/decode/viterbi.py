@@ -533,6 +533,12 @@ def _traceback_kernel(
     idx, arena_prev, arena_arc = _commit(
         ilabel, cur_prev, cur_arc, arena_idx, chain, counters, arena_prev, arena_arc, best_state
     )
+    return walk_arena(arena_prev, arena_arc, idx), arena_prev, arena_arc
+
+
+@numba.njit(cache=True, nogil=True)
+def walk_arena(arena_prev, arena_arc, idx):
+    """Arc ids on the back-pointer chain ending at arena entry ``idx``, first arc first."""
     n = 0
     i = idx
     while i >= 0:
@@ -547,4 +553,4 @@ def _traceback_kernel(
             arcs[k] = arena_arc[i]
             k -= 1
         i = arena_prev[i]
-    return arcs, arena_prev, arena_arc
+    return arcs
