@@ -78,22 +78,8 @@ def _train_mono(args: argparse.Namespace) -> int:
         baum_welch=args.baum_welch,
         seed=args.seed,
     )
-    bar = None
-    if progress_enabled():
-        from tqdm import tqdm
-
-        bar = tqdm(total=config.num_iters, desc="mono", unit="iter")
-
-    def progress(stats) -> None:
-        if bar is not None:
-            bar.n = stats.iteration + 1
-            bar.set_postfix(
-                loglike=f"{stats.log_like_per_frame:.3f}", gauss=stats.num_gauss, mode=stats.mode
-            )
-            bar.refresh()
-
-    try:
-        summary = train_mono(
+    summary = _run_with_progress(
+        lambda progress: train_mono(
             args.data_dir,
             args.lang_dir,
             args.out_dir,
@@ -101,23 +87,12 @@ def _train_mono(args: argparse.Namespace) -> int:
             num_jobs=args.nj,
             progress=progress,
             force=args.force,
-        )
-    finally:
-        if bar is not None:
-            bar.close()
-    curve = summary.log_like_per_frame
-    if summary.resumed_from is not None:
-        print(f"resumed at iteration {summary.resumed_from}")
-    first = curve[0] if curve else math.nan
-    last = curve[-1] if curve else math.nan
-    print(
-        f"{args.out_dir}: {summary.num_pdfs} pdfs, {summary.num_gauss} Gaussians, "
-        f"{len(curve)} iterations; log-likelihood per frame {first:.3f} -> {last:.3f}; "
-        f"aligned {summary.num_aligned}, failed {summary.num_failed} "
-        f"({summary.seconds:.1f} s)"
+        ),
+        total=config.num_iters,
+        desc="mono",
+        iteration_offset=1,
     )
-    if summary.num_failed:
-        print(f"failed utterances are listed in {args.out_dir / 'ali' / 'failed.txt'}")
+    _print_summary(args.out_dir, summary, "")
     return 0
 
 
@@ -178,22 +153,8 @@ def _train_tri(args: argparse.Namespace) -> int:
         boost_silence=args.boost_silence,
         seed=args.seed,
     )
-    bar = None
-    if progress_enabled():
-        from tqdm import tqdm
-
-        bar = tqdm(total=config.num_iters - 1, desc=args.out_dir.name, unit="iter")
-
-    def progress(stats) -> None:
-        if bar is not None:
-            bar.n = stats.iteration
-            bar.set_postfix(
-                loglike=f"{stats.log_like_per_frame:.3f}", gauss=stats.num_gauss, mode=stats.mode
-            )
-            bar.refresh()
-
-    try:
-        summary = train_tri(
+    summary = _run_with_progress(
+        lambda progress: train_tri(
             args.data_dir,
             args.lang_dir,
             args.ali_dir,
@@ -202,21 +163,49 @@ def _train_tri(args: argparse.Namespace) -> int:
             num_jobs=args.nj,
             progress=progress,
             force=args.force,
-        )
+        ),
+        total=config.num_iters - 1,
+        desc=args.out_dir.name,
+        iteration_offset=0,
+    )
+    _print_summary(args.out_dir, summary, f"{summary.feature_mode}, dim {summary.feature_dim}, ")
+    return 0
+
+
+def _run_with_progress(train, *, total: int, desc: str, iteration_offset: int):
+    """Run ``train(progress)`` (a GMM trainer) with an iteration progress bar on a terminal."""
+    bar = None
+    if progress_enabled():
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=desc, unit="iter")
+
+    def progress(stats) -> None:
+        if bar is not None:
+            bar.n = stats.iteration + iteration_offset
+            bar.set_postfix(
+                loglike=f"{stats.log_like_per_frame:.3f}", gauss=stats.num_gauss, mode=stats.mode
+            )
+            bar.refresh()
+
+    try:
+        return train(progress)
     finally:
         if bar is not None:
             bar.close()
+
+
+def _print_summary(out_dir, summary, head: str) -> None:
+    """One summary line of a GMM training run (and where failed utterances are listed)."""
     curve = summary.log_like_per_frame
     if summary.resumed_from is not None:
         print(f"resumed at iteration {summary.resumed_from}")
     first = curve[0] if curve else math.nan
     last = curve[-1] if curve else math.nan
     print(
-        f"{args.out_dir}: {summary.feature_mode}, dim {summary.feature_dim}, "
-        f"{summary.num_pdfs} pdfs, {summary.num_gauss} Gaussians, {len(curve)} iterations; "
-        f"log-likelihood per frame {first:.3f} -> {last:.3f}; aligned {summary.num_aligned}, "
-        f"failed {summary.num_failed} ({summary.seconds:.1f} s)"
+        f"{out_dir}: {head}{summary.num_pdfs} pdfs, {summary.num_gauss} Gaussians, "
+        f"{len(curve)} iterations; log-likelihood per frame {first:.3f} -> {last:.3f}; "
+        f"aligned {summary.num_aligned}, failed {summary.num_failed} ({summary.seconds:.1f} s)"
     )
     if summary.num_failed:
-        print(f"failed utterances are listed in {args.out_dir / 'ali' / 'failed.txt'}")
-    return 0
+        print(f"failed utterances are listed in {out_dir / 'ali' / 'failed.txt'}")
