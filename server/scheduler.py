@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import threading
 import time
 from collections import deque
@@ -59,6 +60,8 @@ __all__ = [
     "StreamEvent",
     "StreamSlot",
 ]
+
+logger = logging.getLogger("asr.server")
 
 #: Families whose scores depend on each frame (plus bounded context kept by the
 #: stream) only, so frames of many streams can be scored in one call.
@@ -305,25 +308,34 @@ class BatchScheduler:
             self._wake.set()
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
-            jobs = self._gather()
-            if not jobs:
-                continue
-            start = time.perf_counter()
             try:
-                await loop.run_in_executor(self._executor, self._compute, jobs)
-            except Exception as err:  # the worker itself failed: fail the batch, keep serving
-                for job in jobs:
-                    job.events = [_error(f"internal error: {err}", internal=True)]
-            elapsed = time.perf_counter() - start
-            self._dispatch(jobs, elapsed=elapsed)
-            if any(slot.pending or _needs_finish(slot) for slot in self._slots.values()):
-                self._wake.set()
-            if elapsed < self.config.tick_s:
-                await asyncio.sleep(self.config.tick_s - elapsed)
+                await self._tick()
+            except Exception as err:  # a fault of ours: fail the active streams, keep the loop
+                logger.exception("scheduler tick failed")
+                for slot in list(self._slots.values()):
+                    if not slot.closed:
+                        slot.closed = True
+                        slot.events.put_nowait(_error(f"internal error: {err}", internal=True))
+
+    async def _tick(self) -> None:
+        jobs = self._gather()
+        if not jobs:
+            return
+        start = time.perf_counter()
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._compute, jobs)
+        except Exception as err:  # the worker itself failed: fail the batch, keep serving
+            for job in jobs:
+                job.events = [_error(f"internal error: {err}", internal=True)]
+        elapsed = time.perf_counter() - start
+        self._dispatch(jobs, elapsed=elapsed)
+        if any(slot.pending or _needs_finish(slot) for slot in self._slots.values()):
+            self._wake.set()
+        if elapsed < self.config.tick_s:
+            await asyncio.sleep(self.config.tick_s - elapsed)
 
     def _gather(self) -> list[_Job]:
         jobs = []

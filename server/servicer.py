@@ -7,10 +7,13 @@ to the :class:`~server.scheduler.BatchScheduler` and turns its events into
 Status codes: malformed or unsupported configuration, audio before the
 config, a second config, odd-length LINEAR16 and sample rates outside
 ``[min_sampling_rate, max_sampling_rate]`` -> ``INVALID_ARGUMENT``; streams
-longer than ``max_stream_duration_s`` -> ``OUT_OF_RANGE``; more than
+longer than ``max_stream_duration_s`` of audio, or open longer than
+``ServicerLimits.stream_wall_limit_s`` of wall-clock time -> ``OUT_OF_RANGE``; more than
 ``max_streams`` concurrent streams -> ``RESOURCE_EXHAUSTED``; a shutting-down
-server -> ``UNAVAILABLE``; a fault of our own -> ``INTERNAL``. Oversized
-messages are refused by gRPC itself (``RESOURCE_EXHAUSTED``).
+server -> ``UNAVAILABLE``; a fault of our own -> ``INTERNAL``. Requests whose bytes
+do not parse as the request message -> ``INVALID_ARGUMENT`` (they are parsed
+leniently here, not by gRPC, which would answer ``UNKNOWN`` or leave the stream
+hanging). Oversized messages are refused by gRPC itself (``RESOURCE_EXHAUSTED``).
 
 >>> servicer = SpeechServicer({"default": recognizer}, scheduler)  # doctest: +SKIP
 >>> add_servicer(servicer, grpc_aio_server)  # doctest: +SKIP
@@ -21,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +42,8 @@ from server.scheduler import BatchScheduler, StreamEvent, StreamSlot
 __all__ = ["SERVICE_NAME", "ServicerLimits", "SpeechServicer", "add_servicer"]
 
 SERVICE_NAME = "google.cloud.speech.v1.Speech"
+
+logger = logging.getLogger("asr.server")
 
 # Google's field numbers we do not declare (they arrive as unknown fields).
 _UNDECLARED_FIELDS: dict[str, dict[int, str]] = {
@@ -60,13 +67,24 @@ class ServicerLimits:
 
     ``max_streams``: concurrent StreamingRecognize calls (then RESOURCE_EXHAUSTED);
     ``max_stream_duration_s``: audio per stream and per Recognize call (then OUT_OF_RANGE);
-    ``min_sampling_rate`` / ``max_sampling_rate``: client rates the server resamples.
+    ``min_sampling_rate`` / ``max_sampling_rate``: client rates the server resamples;
+    ``max_stream_wall_s``: wall-clock time a stream may stay open (then OUT_OF_RANGE), so
+    that slow or idle clients cannot hold stream slots for ever; ``None``: the larger of
+    twice ``max_stream_duration_s`` and ``max_stream_duration_s`` + 30 s (610 s by default).
     """
 
     max_streams: int = 64
     max_stream_duration_s: float = 305.0
     min_sampling_rate: int = 8000
     max_sampling_rate: int = 48000
+    max_stream_wall_s: float | None = None
+
+    @property
+    def stream_wall_limit_s(self) -> float:
+        """Wall-clock seconds a StreamingRecognize call may stay open."""
+        if self.max_stream_wall_s is not None:
+            return float(self.max_stream_wall_s)
+        return max(2.0 * self.max_stream_duration_s, self.max_stream_duration_s + 30.0)
 
 
 class _Invalid(Exception):
@@ -78,6 +96,38 @@ class _Invalid(Exception):
 
 def _invalid(message: str) -> _Invalid:
     return _Invalid(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+class _Undecodable:
+    """What the lenient deserializer hands over for bytes that are not a valid request."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, type_name: str, error: Exception, num_bytes: int) -> None:
+        self.message = f"the request is not a valid {type_name} ({num_bytes} bytes): {error}"
+
+
+def _lenient(message_type):
+    """A request deserializer that returns :class:`_Undecodable` instead of raising."""
+
+    def parse(data: bytes):
+        try:
+            return message_type.FromString(data)
+        except Exception as err:  # DecodeError, or whatever the parser raises on garbage
+            return _Undecodable(message_type.DESCRIPTOR.name, err, len(data))
+
+    return parse
+
+
+async def _before(deadline: float, awaitable, limit_s: float):
+    """Await ``awaitable`` until the monotonic ``deadline``; then OUT_OF_RANGE."""
+    try:
+        return await asyncio.wait_for(awaitable, timeout=max(deadline - time.monotonic(), 0.0))
+    except TimeoutError:
+        raise _Invalid(
+            grpc.StatusCode.OUT_OF_RANGE,
+            f"the stream was open longer than {limit_s:g} s (send audio close to real time)",
+        ) from None
 
 
 class SpeechServicer(pb_grpc.SpeechServicer):
@@ -150,6 +200,8 @@ class SpeechServicer(pb_grpc.SpeechServicer):
 
     async def Recognize(self, request: pb.RecognizeRequest, context) -> pb.RecognizeResponse:
         try:
+            if isinstance(request, _Undecodable):
+                raise _invalid(request.message)
             if not request.HasField("config"):
                 raise _invalid("RecognizeRequest.config is required")
             recognizer = self._check_config(request.config, streaming=False)
@@ -175,6 +227,9 @@ class SpeechServicer(pb_grpc.SpeechServicer):
             await context.abort(err.code, err.message)
         except AsrError as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        except Exception as err:  # a fault of ours: INTERNAL, logged, the server keeps serving
+            logger.exception("Recognize failed")
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {err}")
         response = pb.RecognizeResponse()
         _duration(response.total_billed_time, duration_s)
         if result.text:
@@ -198,36 +253,38 @@ class SpeechServicer(pb_grpc.SpeechServicer):
         self._num_streams += 1
         slot: StreamSlot | None = None
         reader: asyncio.Task | None = None
+        wall_s = self.limits.stream_wall_limit_s
+        deadline = time.monotonic() + wall_s
         try:
             try:
-                first = await anext(aiter(request_iterator))
-            except StopAsyncIteration:
-                return
-            try:
+                try:
+                    first = await _before(deadline, anext(aiter(request_iterator)), wall_s)
+                except StopAsyncIteration:
+                    return
                 slot, config = self._open_stream(first)
+                failure: list[_Invalid] = []
+                reader = asyncio.get_running_loop().create_task(
+                    self._read_audio(request_iterator, slot, failure)
+                )
+                while True:
+                    event: StreamEvent = await _before(deadline, slot.events.get(), wall_s)
+                    if event.kind == "reader_failed":
+                        raise failure[0]
+                    if event.kind == "error":
+                        code = grpc.StatusCode.INTERNAL if event.internal else None
+                        raise _Invalid(code or grpc.StatusCode.INVALID_ARGUMENT, event.message)
+                    if event.kind == "done":
+                        return
+                    response = _response(event, config)
+                    if response is not None:
+                        yield response
             except _Invalid as err:
                 await context.abort(err.code, err.message)
-            failure: list[_Invalid] = []
-            reader = asyncio.get_running_loop().create_task(
-                self._read_audio(request_iterator, slot, failure)
-            )
-            while True:
-                event: StreamEvent = await slot.events.get()
-                if event.kind == "reader_failed":
-                    err = failure[0]
-                    await context.abort(err.code, err.message)
-                if event.kind == "error":
-                    code = (
-                        grpc.StatusCode.INTERNAL
-                        if event.internal
-                        else (grpc.StatusCode.INVALID_ARGUMENT)
-                    )
-                    await context.abort(code, event.message)
-                if event.kind == "done":
-                    return
-                response = _response(event, config)
-                if response is not None:
-                    yield response
+            except AsrError as err:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            except Exception as err:  # a fault of ours: INTERNAL, logged, the slot is freed
+                logger.exception("StreamingRecognize failed")
+                await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {err}")
         finally:
             self._num_streams -= 1
             if reader is not None and not reader.done():
@@ -238,6 +295,8 @@ class SpeechServicer(pb_grpc.SpeechServicer):
                 self.scheduler.close(slot)
 
     def _open_stream(self, first: pb.StreamingRecognizeRequest):
+        if isinstance(first, _Undecodable):
+            raise _invalid(first.message)
         kind = first.WhichOneof("streaming_request")
         if kind != "streaming_config":
             raise _invalid(
@@ -264,6 +323,8 @@ class SpeechServicer(pb_grpc.SpeechServicer):
         limit_s = self.limits.max_stream_duration_s
         try:
             async for request in request_iterator:
+                if isinstance(request, _Undecodable):
+                    raise _invalid(request.message)
                 kind = request.WhichOneof("streaming_request")
                 if kind == "streaming_config":
                     raise _invalid(
@@ -286,14 +347,37 @@ class SpeechServicer(pb_grpc.SpeechServicer):
                     )
                 self.scheduler.push(slot, samples)
             self.scheduler.finish(slot)
+            return
         except _Invalid as err:
             failure.append(err)
-            slot.events.put_nowait(StreamEvent("reader_failed"))
+        except Exception as err:  # the transport failed under us: end the stream, never hang
+            logger.warning("reading a stream's requests failed: %r", err)
+            failure.append(
+                _Invalid(grpc.StatusCode.INTERNAL, f"reading the requests failed: {err}")
+            )
+        slot.events.put_nowait(StreamEvent("reader_failed"))
 
 
 def add_servicer(servicer: SpeechServicer, server: grpc.aio.Server) -> None:
-    """Register ``servicer`` on ``server`` under :data:`SERVICE_NAME`."""
-    pb_grpc.add_SpeechServicer_to_server(servicer, server)
+    """Register ``servicer`` on ``server`` under :data:`SERVICE_NAME`.
+
+    As the generated ``add_SpeechServicer_to_server``, but requests are parsed by
+    :func:`_lenient`, so that bytes which are no valid request get INVALID_ARGUMENT.
+    """
+    handlers = {
+        "Recognize": grpc.unary_unary_rpc_method_handler(
+            servicer.Recognize,
+            request_deserializer=_lenient(pb.RecognizeRequest),
+            response_serializer=pb.RecognizeResponse.SerializeToString,
+        ),
+        "StreamingRecognize": grpc.stream_stream_rpc_method_handler(
+            servicer.StreamingRecognize,
+            request_deserializer=_lenient(pb.StreamingRecognizeRequest),
+            response_serializer=pb.StreamingRecognizeResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
 # ---- message helpers
