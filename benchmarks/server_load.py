@@ -16,6 +16,10 @@ real-time pace (staggered starts), and prints one JSON object:
 
     python benchmarks/server_load.py --model exp/an4/tri2/bundle --streams 32 --json
     python benchmarks/server_load.py --server 127.0.0.1:50051 --streams 8 --seconds 20
+
+The server-process helpers here (:func:`serve_command`, :class:`ServerProcess`,
+:func:`corpus_wavs`, :func:`pcm16`, the ``/proc`` readers) are shared with
+``server_faults.py`` and ``server_soak.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -37,34 +43,141 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 REPO = Path(__file__).resolve().parent.parent
 
 
-def an4_files(corpus: Path, limit: int) -> list[Path]:
-    files = sorted((corpus / "wav").rglob("*.wav"))
+def corpus_wavs(corpus: Path, limit: int) -> list[Path]:
+    """Up to ``limit`` WAV files under ``corpus``, spread over it (every k-th, sorted)."""
+    files = sorted(Path(corpus).rglob("*.wav"))
     if not files:
-        raise SystemExit(f"no AN4 wav files under {corpus}/wav")
-    # spread over speakers: every k-th file
+        raise SystemExit(f"no wav files under {corpus}")
     step = max(1, len(files) // max(limit, 1))
     return files[::step][:limit]
 
 
-def start_server(args) -> tuple[subprocess.Popen, str]:
+def an4_files(corpus: Path, limit: int) -> list[Path]:
+    return corpus_wavs(Path(corpus) / "wav", limit)  # spread over speakers
+
+
+def pcm16(samples: np.ndarray) -> bytes:
+    """float32 samples in [-1, 1] -> LINEAR16 (little-endian int16) bytes."""
+    return (np.clip(samples, -1, 32767 / 32768) * 32768).astype("<i2").tobytes()
+
+
+def serve_command(
+    model: str | os.PathLike,
+    *,
+    max_streams: int,
+    device: str = "auto",
+    tick_ms: float = 20.0,
+    max_stream_s: float | None = None,
+    max_message_mb: float | None = None,
+    stats_interval_s: float = 0.0,
+) -> list[str]:
+    """The ``asr serve`` command line for a server on an ephemeral 127.0.0.1 port."""
     command = [
-        sys.executable, "-m", "asr.cli.main", "serve", "--model", args.model, "--port", "0",
-        "--max-streams", str(max(64, args.streams * 2)), "--stats-interval", "0",
-        "--device", args.device, "--tick-ms", str(args.tick_ms),
+        sys.executable, "-m", "asr.cli.main", "serve", "--model", str(model), "--port", "0",
+        "--max-streams", str(max_streams), "--stats-interval", str(stats_interval_s),
+        "--device", device, "--tick-ms", str(tick_ms),
     ]  # fmt: skip
-    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    deadline = time.monotonic() + 300
-    lines = []
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        match = re.search(r"listening on (\S+:\d+)", line)
-        if match:
-            return proc, match.group(1)
-    proc.kill()
-    raise SystemExit("the server did not start:\n" + "".join(lines[-20:]))
+    if max_stream_s is not None:
+        command += ["--max-stream-s", str(max_stream_s)]
+    if max_message_mb is not None:
+        command += ["--max-message-mb", str(max_message_mb)]
+    return command
+
+
+class ServerProcess:
+    """A server subprocess: its address, ``/proc`` figures and the lines it logs.
+
+    ``command`` must log ``listening on HOST:PORT`` once bound (``asr serve`` does), and
+    may log ``stats {json}`` lines (``--stats-interval``) and a ``stopped: {json}`` line.
+    A thread reads stderr: the last stats line is :meth:`stats`; tracebacks and
+    never-retrieved task exceptions are kept in :attr:`faults`.
+    """
+
+    def __init__(self, command: list[str], *, cwd: Path = REPO, start_timeout_s: float = 300):
+        self.proc = subprocess.Popen(
+            command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=cwd
+        )
+        self.lines: deque[str] = deque(maxlen=400)
+        self.faults: list[str] = []
+        self.final_stats: dict | None = None
+        self.address: str | None = None
+        self._stats: tuple[float, dict] | None = None
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self.address is not None or self.proc.poll() is not None, start_timeout_s
+            )
+        if self.address is None:
+            self.proc.kill()
+            raise SystemExit("the server did not start:\n" + "".join(list(self.lines)[-20:]))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            with self._cond:
+                self.lines.append(line)
+                if "Traceback (most recent call last)" in line or "never retrieved" in line:
+                    self.faults.append(line.strip())
+                if self.address is None and (m := re.search(r"listening on (\S+:\d+)", line)):
+                    self.address = m.group(1)
+                if m := re.search(r" stats (\{.*\})\s*$", line):
+                    self._stats = (time.monotonic(), json.loads(m.group(1)))
+                if m := re.search(r"stopped: (\{.*\})\s*$", line):
+                    self.final_stats = json.loads(m.group(1))
+                self._cond.notify_all()
+
+    def stats(self, *, newer_than: float = 0.0) -> dict | None:
+        """The last stats line logged after the monotonic time ``newer_than``, if any."""
+        with self._cond:
+            if self._stats is not None and self._stats[0] > newer_than:
+                return self._stats[1]
+        return None
+
+    def wait_stats(self, predicate, *, timeout_s: float) -> dict | None:
+        """Wait for a fresh stats line (logged from now on) for which ``predicate`` holds."""
+        start = time.monotonic()
+        deadline = start + timeout_s
+        with self._cond:
+            while True:
+                fresh = self._stats is not None and self._stats[0] > start
+                if fresh and predicate(self._stats[1]):
+                    return self._stats[1]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.proc.poll() is not None:
+                    return None
+                self._cond.wait(remaining)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def fd_count(self) -> int:
+        return proc_fd_count(self.pid)
+
+    def thread_count(self) -> int:
+        return proc_thread_count(self.pid)
+
+    def rss_mb(self) -> float:
+        return proc_rss_mb(self.pid)
+
+    def cpu_s(self) -> float:
+        return proc_cpu_s(self.pid)
+
+    def stop(self, timeout_s: float = 60.0) -> dict | None:
+        """SIGTERM (graceful drain), then SIGKILL after ``timeout_s``; the final stats."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(10)
+        return self.final_stats
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -73,9 +186,21 @@ def proc_cpu_s(pid: int) -> float:
 
 
 def proc_rss_mb(pid: int) -> float:
+    return _status_field(pid, "VmRSS:") / 1024.0
+
+
+def proc_thread_count(pid: int) -> int:
+    return int(_status_field(pid, "Threads:"))
+
+
+def proc_fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _status_field(pid: int, name: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
+        if line.startswith(name):
+            return float(line.split()[1])
     return float("nan")
 
 
@@ -89,7 +214,7 @@ async def one_stream(stub, pb, files, *, chunk_ms, seconds, start_delay, stats, 
         path = files[(index + k) % len(files)]
         k += 1
         samples, rate = read_audio(path)
-        pcm = (np.clip(samples, -1, 32767 / 32768) * 32768).astype("<i2").tobytes()
+        pcm = pcm16(samples)
         step = int(rate * chunk_ms / 1000) * 2
         sent: list[tuple[float, float]] = []  # (audio end s, send time)
         config = pb.StreamingRecognitionConfig(
@@ -183,27 +308,23 @@ def main() -> None:
     if args.server:
         address = args.server
     else:
-        proc, address = start_server(args)
+        command = serve_command(
+            args.model, max_streams=max(64, args.streams * 2), device=args.device,
+            tick_ms=args.tick_ms,
+        )  # fmt: skip
+        proc = ServerProcess(command)
+        address = proc.address
+    server_stats = None
     try:
-        cpu0 = proc_cpu_s(proc.pid) if proc else None
+        cpu0 = proc.cpu_s() if proc else None
         wall0 = time.monotonic()
         stats = asyncio.run(run_load(address, args, files))
         wall = time.monotonic() - wall0
-        cpu = (proc_cpu_s(proc.pid) - cpu0) if proc else None
-        rss = proc_rss_mb(proc.pid) if proc else None
+        cpu = (proc.cpu_s() - cpu0) if proc else None
+        rss = proc.rss_mb() if proc else None
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                _, err = proc.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                _, err = proc.communicate()
-    server_stats = None
-    if proc is not None:
-        for line in (err or "").splitlines():
-            if "stopped: " in line:
-                server_stats = json.loads(line.split("stopped: ", 1)[1])
+            server_stats = proc.stop()
     out = {
         "streams": args.streams,
         "seconds_per_stream": args.seconds,
