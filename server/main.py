@@ -8,6 +8,14 @@ Limits, with defaults in :class:`ServerConfig`: messages up to
 RESOURCE_EXHAUSTED), ``max_streams`` concurrent streams (64; then
 RESOURCE_EXHAUSTED), ``max_stream_duration_s`` of audio per stream (305 s, as
 Google's; then OUT_OF_RANGE). It binds 127.0.0.1 unless told otherwise.
+
+Security: ``tls_cert_file``/``tls_key_file`` (PEM) serve TLS; ``auth_token``
+requires ``authorization: Bearer <token>`` on every Speech RPC
+(:class:`server.auth.BearerTokenInterceptor`; health and reflection stay open).
+A non-loopback ``host`` (anything but 127.0.0.0/8, ::1, localhost) needs both,
+or :class:`ServerConfig` refuses it, unless ``insecure_allow_remote=True``
+(then a loud warning is logged). Requests select models by name only
+(``RecognitionConfig.model``): nothing in a request names a file.
 Shutdown is graceful: health goes NOT_SERVING, new calls are refused, calls in
 flight get ``grace_s`` seconds to finish.
 
@@ -22,11 +30,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -34,17 +45,31 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from asr.errors import ServerError
+from server.auth import BearerTokenInterceptor, check_token
 from server.scheduler import BatchScheduler, SchedulerConfig
 from server.servicer import SERVICE_NAME, ServicerLimits, SpeechServicer, add_servicer
 
-__all__ = ["RunningServer", "ServerConfig", "load_recognizers", "serve", "start_server"]
+__all__ = [
+    "RunningServer",
+    "ServerConfig",
+    "is_loopback_host",
+    "load_recognizers",
+    "load_server_credentials",
+    "serve",
+    "start_server",
+]
 
 logger = logging.getLogger("asr.server")
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Address, limits and scheduling of one server (``port=0``: an ephemeral port)."""
+    """Address, limits, security and scheduling of one server (``port=0``: an ephemeral port).
+
+    ``tls_cert_file``/``tls_key_file``: PEM certificate chain and private key (both or
+    neither); ``auth_token``: the bearer token clients must send (not shown in ``repr``);
+    ``insecure_allow_remote``: accept a non-loopback ``host`` without TLS and a token.
+    """
 
     host: str = "127.0.0.1"
     port: int = 50051
@@ -55,6 +80,14 @@ class ServerConfig:
     drain_s: float = 0.0  # at shutdown: NOT_SERVING this long before refusing new calls
     stats_interval_s: float = 0.0  # > 0: log a JSON stats line this often
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    auth_token: str | None = field(default=None, repr=False)
+    insecure_allow_remote: bool = False
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -67,6 +100,90 @@ class ServerConfig:
             raise ServerError(
                 f"max_stream_duration_s must be > 0, got {self.max_stream_duration_s}"
             )
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ServerError(
+                "TLS needs both a certificate and its private key "
+                "(tls_cert_file and tls_key_file; asr serve --tls-cert and --tls-key)"
+            )
+        for name in ("tls_cert_file", "tls_key_file"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+        if self.auth_token is not None:
+            check_token(self.auth_token)
+        if not is_loopback_host(self.host) and not self.insecure_allow_remote:
+            missing = [
+                what
+                for what, ok in (("TLS", self.tls), ("a bearer token", self.auth_token))
+                if not ok
+            ]
+            if missing:
+                raise ServerError(
+                    f"refusing to bind the non-loopback address {self.host!r} without "
+                    f"{' and '.join(missing)}: anyone who can reach it could use the server. "
+                    "Give a certificate, key and token (asr serve --tls-cert PEM --tls-key PEM "
+                    "--auth-token-file FILE), bind 127.0.0.1, or accept the risk with "
+                    "insecure_allow_remote (--insecure-allow-remote)"
+                )
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback literals (127.0.0.0/8, ``::1``, ``[::1]``).
+
+    Any other name is not resolved and counts as remote; so do ``""``, ``0.0.0.0``
+    and ``::`` (every interface).
+    """
+    if host.lower() == "localhost":
+        return True
+    literal = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        address = ipaddress.ip_address(literal)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _read_pem(path: Path, what: str, marker: bytes) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ServerError(f"cannot read the TLS {what} {path}: {err.strerror or err}") from None
+    if marker not in data:
+        raise ServerError(f"{path}: not a PEM {what} (no '{marker.decode()}' line)")
+    return data
+
+
+def load_server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """The TLS credentials of ``config`` (None without TLS), checked before any bind.
+
+    Missing or unreadable files, files that are not PEM, encrypted keys and a key
+    that does not belong to the certificate raise :class:`ServerError`.
+    """
+    if config.tls_cert_file is None or config.tls_key_file is None:
+        return None
+    cert = _read_pem(config.tls_cert_file, "certificate", b"-----BEGIN CERTIFICATE-----")
+    key = _read_pem(config.tls_key_file, "private key", b"PRIVATE KEY-----")
+    if b"ENCRYPTED" in key:
+        raise ServerError(f"{config.tls_key_file}: encrypted private keys are not supported")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(config.tls_cert_file, config.tls_key_file, password=b"")
+    except ssl.SSLError as err:
+        reason = err.reason or str(err)
+        if "MISMATCH" in reason.upper():
+            raise ServerError(
+                f"the private key {config.tls_key_file} does not belong to the certificate "
+                f"{config.tls_cert_file}"
+            ) from None
+        raise ServerError(
+            f"cannot use the TLS certificate {config.tls_cert_file} with the key "
+            f"{config.tls_key_file}: {reason}"
+        ) from None
+    except OSError as err:
+        raise ServerError(f"cannot read the TLS files: {err}") from None
+    return grpc.ssl_server_credentials([(key, cert)])
 
 
 class RunningServer:
@@ -132,6 +249,17 @@ class RunningServer:
 async def start_server(recognizers: Mapping[str, Any], config: ServerConfig | None = None):
     """Start serving ``recognizers`` (model name -> Recognizer; the first is the default)."""
     config = config or ServerConfig()
+    credentials = load_server_credentials(config)  # file errors before anything starts
+    if not is_loopback_host(config.host) and not (credentials and config.auth_token):
+        logger.warning(
+            "INSECURE: serving %s on the non-loopback address %s without %s "
+            "(insecure_allow_remote): anyone who can reach it can use it",
+            SERVICE_NAME,
+            config.host,
+            " and ".join(
+                w for w, ok in (("TLS", credentials), ("a token", config.auth_token)) if not ok
+            ),
+        )
     scheduler = BatchScheduler(config.scheduler)
     limits = ServicerLimits(
         max_streams=config.max_streams, max_stream_duration_s=config.max_stream_duration_s
@@ -142,7 +270,10 @@ async def start_server(recognizers: Mapping[str, Any], config: ServerConfig | No
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
+        interceptors=[BearerTokenInterceptor(token=config.auth_token)]
+        if config.auth_token
+        else None,
     )
     add_servicer(servicer, server)
     health_servicer = health.aio.HealthServicer()
@@ -150,7 +281,11 @@ async def start_server(recognizers: Mapping[str, Any], config: ServerConfig | No
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    address = f"{config.host}:{config.port}"
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         raise ServerError(f"cannot bind {config.host}:{config.port} (in use or not permitted)")
     scheduler.start()
@@ -170,7 +305,13 @@ async def start_server(recognizers: Mapping[str, Any], config: ServerConfig | No
             running._log_stats(config.stats_interval_s)
         )
     logger.info(
-        "serving %s on %s:%d (models: %s)", SERVICE_NAME, config.host, port, ", ".join(recognizers)
+        "serving %s on %s:%d (%s, %s; models: %s)",
+        SERVICE_NAME,
+        config.host,
+        port,
+        "TLS" if credentials else "plaintext",
+        "bearer token required" if config.auth_token else "no token",
+        ", ".join(recognizers),
     )
     return running
 

@@ -4,6 +4,8 @@ Example::
 
     asr serve --model exp/an4/tri2/bundle --port 50051
     asr serve --model default=exp/an4/dnn/bundle --model digits=exp/fsdd/mono/bundle
+    asr serve --model exp/an4/tri2/bundle --host 0.0.0.0 \
+        --tls-cert server.pem --tls-key server.key --auth-token-file token.txt
 
 Clients select a model with ``RecognitionConfig.model`` (empty: the first one).
 Ctrl-C or SIGTERM drains gracefully: health NOT_SERVING, streams in flight finish.
@@ -16,12 +18,25 @@ import re
 import sys
 from pathlib import Path
 
-EPILOG = """limits (defaults): --max-streams 64 concurrent streams (then RESOURCE_EXHAUSTED),
---max-message-mb 10 per message, --max-stream-s 305 s of audio per stream (then
-OUT_OF_RANGE), --grace-s 30 s for streams in flight at shutdown.
+EPILOG = """security: the server binds 127.0.0.1 by default. Binding any other address
+(not 127.0.0.0/8, ::1 or localhost) requires TLS (--tls-cert, --tls-key) AND a bearer
+token (--auth-token-file, or the ASR_AUTH_TOKEN environment variable); without both
+it refuses to start (exit 2) unless --insecure-allow-remote is given. With a token,
+every Speech RPC needs the metadata 'authorization: Bearer <token>' (else
+UNAUTHENTICATED); the health service and server reflection stay open. Requests
+select models by name only (RecognitionConfig.model): nothing in a request names a file.
+
 The server speaks google.cloud.speech.v1.Speech (Recognize, StreamingRecognize), the
 standard grpc.health.v1.Health service and server reflection (grpcurl -plaintext HOST:PORT list).
+
+example (a token file readable by you only):
+  python -c 'import secrets; print(secrets.token_urlsafe(32))' > token.txt; chmod 600 token.txt
+  asr serve --model BUNDLE --host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem \\
+      --auth-token-file token.txt
+  asr stream a.wav --server HOST:50051 --tls-ca cert.pem --auth-token-file token.txt
 """
+
+TOKEN_ENV = "ASR_AUTH_TOKEN"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,13 +56,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="[NAME=]BUNDLE",
         help="model bundle directory, optionally named (repeatable; the first is the default)",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--host", default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; any non-loopback address needs TLS and a token)",
+    )  # fmt: skip
     parser.add_argument("--port", type=int, default=50051, help="port (default 50051; 0: any)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--max-streams", type=int, default=64, metavar="N")
-    parser.add_argument("--max-message-mb", type=float, default=10.0, metavar="MB")
-    parser.add_argument("--max-stream-s", type=float, default=305.0, metavar="S")
-    parser.add_argument("--grace-s", type=float, default=30.0, metavar="S")
+    security = parser.add_argument_group("security")
+    security.add_argument(
+        "--tls-cert", type=Path, metavar="PEM", help="serve TLS: certificate chain"
+    )
+    security.add_argument("--tls-key", type=Path, metavar="PEM", help="serve TLS: its private key")
+    security.add_argument(
+        "--auth-token-file", type=Path, metavar="FILE",
+        help="require 'authorization: Bearer <token>' with the token in FILE (one line, >= 16 "
+        f"characters) on every Speech RPC; default: ${TOKEN_ENV} if set, else no token. "
+        "Health checks and reflection stay open",
+    )  # fmt: skip
+    security.add_argument(
+        "--insecure-allow-remote", action="store_true",
+        help="allow a non-loopback --host without TLS and a token (logs a warning)",
+    )  # fmt: skip
+    limits = parser.add_argument_group("limits")
+    limits.add_argument(
+        "--max-streams", type=int, default=64, metavar="N",
+        help="concurrent streams, then RESOURCE_EXHAUSTED (default 64)",
+    )  # fmt: skip
+    limits.add_argument(
+        "--max-message-mb", type=float, default=10.0, metavar="MB",
+        help="largest request or response message, then RESOURCE_EXHAUSTED (default 10)",
+    )  # fmt: skip
+    limits.add_argument(
+        "--max-stream-s", type=float, default=305.0, metavar="S",
+        help="seconds of audio per stream or Recognize call, then OUT_OF_RANGE (default 305)",
+    )  # fmt: skip
+    limits.add_argument(
+        "--grace-s", type=float, default=30.0, metavar="S",
+        help="at shutdown, time for streams in flight to finish (default 30)",
+    )  # fmt: skip
     parser.add_argument(
         "--stats-interval", type=float, default=60.0, metavar="S",
         help="log a JSON stats line every S seconds (0: never; default 60)",
@@ -73,15 +119,30 @@ def parse_models(specs: list[str]) -> dict[str, Path]:
     return models
 
 
-def run(args: argparse.Namespace) -> int:
-    import asyncio
-    import logging
-    import signal
+def auth_token(args: argparse.Namespace, environ=None) -> str | None:
+    """The bearer token: ``--auth-token-file``, else ``$ASR_AUTH_TOKEN``, else None."""
+    import os
 
-    from server.main import ServerConfig, load_recognizers, serve
+    from asr.errors import ServerError
+    from server.auth import check_token, read_token_file
+
+    if args.auth_token_file is not None:
+        return read_token_file(args.auth_token_file)
+    token = (os.environ if environ is None else environ).get(TOKEN_ENV, "").strip()
+    if not token:
+        return None
+    try:
+        check_token(token)
+    except ServerError as err:
+        raise ServerError(f"${TOKEN_ENV}: {err}") from None
+    return token
+
+
+def config_from_args(args: argparse.Namespace, environ=None):
+    """The :class:`server.main.ServerConfig` of parsed ``asr serve`` arguments (checked)."""
+    from server.main import ServerConfig, load_server_credentials
     from server.scheduler import SchedulerConfig
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = ServerConfig(
         host=args.host,
         port=args.port,
@@ -91,7 +152,31 @@ def run(args: argparse.Namespace) -> int:
         grace_s=args.grace_s,
         stats_interval_s=args.stats_interval,
         scheduler=SchedulerConfig(tick_s=args.tick_ms / 1000.0),
+        tls_cert_file=args.tls_cert,
+        tls_key_file=args.tls_key,
+        auth_token=auth_token(args, environ),
+        insecure_allow_remote=args.insecure_allow_remote,
     )
+    load_server_credentials(config)  # TLS file errors now, before the models load
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from server.main import is_loopback_host, load_recognizers, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = config_from_args(args)
+    if not is_loopback_host(config.host) and not (config.tls and config.auth_token):
+        print(
+            f"asr serve: WARNING: --insecure-allow-remote: {config.host} is reachable from "
+            "other machines without TLS and a token; anyone who can reach it can use it",
+            file=sys.stderr,
+            flush=True,
+        )
     recognizers = load_recognizers(parse_models(args.model), device=args.device)
 
     async def main() -> None:
