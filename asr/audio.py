@@ -47,6 +47,8 @@ _STREAMING_SIZE_PLACEHOLDER = 0x7FFFF000
 # libsndfile subtypes read through int16 (8-bit is scaled up to 16 by libsndfile).
 _INT16_SUBTYPES = frozenset({"PCM_16", "PCM_S8", "PCM_U8"})
 _SOXR_QUALITY = "HQ"
+# Samples (frames x channels) decoded per read: 4 Mi values (16 MB of float32) at most.
+_READ_BLOCK_VALUES = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,7 @@ def read_audio(
             )
         int16 = snd.subtype in _INT16_SUBTYPES
         try:
-            data = snd.read(num_samples, dtype="int16" if int16 else "float32", always_2d=True)
+            data = _read_blocks(snd, num_samples=num_samples, dtype="int16" if int16 else "float32")
         except (sf.LibsndfileError, RuntimeError) as err:
             raise AudioError(f"{path}: truncated or corrupt audio data ({err})") from err
     if data.shape[0] != num_samples:
@@ -195,6 +197,26 @@ def read_audio(
     if sampling_rate is not None and sampling_rate != rate:
         return resample(wave, orig_rate=rate, new_rate=sampling_rate), sampling_rate
     return wave, rate
+
+
+def _read_blocks(snd: sf.SoundFile, *, num_samples: int, dtype: str) -> np.ndarray:
+    """Decode up to ``num_samples`` frames, ``(num_decoded, num_channels)``, in blocks of at
+    most ``_READ_BLOCK_VALUES`` values: a corrupt header's huge frame count costs no memory
+    beyond what the file really decodes to (the caller compares the counts)."""
+    block_frames = max(1, _READ_BLOCK_VALUES // snd.channels)
+    if num_samples <= block_frames:
+        return snd.read(num_samples, dtype=dtype, always_2d=True)
+    blocks = []
+    remaining = num_samples
+    while remaining > 0:
+        block = snd.read(min(remaining, block_frames), dtype=dtype, always_2d=True)
+        if block.shape[0] == 0:
+            break
+        blocks.append(block)
+        remaining -= block.shape[0]
+    if not blocks:
+        return np.zeros((0, snd.channels), dtype=dtype)
+    return np.concatenate(blocks)
 
 
 def _check_rate(rate: object, *, what: str) -> int:

@@ -268,6 +268,11 @@ def _check_same_keys(
 def _load_validated(path: Path, *, check_audio: bool) -> DataDir:
     if not path.is_dir():
         raise DataDirError(f"{path}: not a data directory")
+    if (path / "segments").exists():
+        raise DataDirError(
+            f"{path / 'segments'}: data dirs with segments (utterances cut from longer "
+            "recordings) are not supported; cut the audio into one file per utterance"
+        )
     maps = {}
     for name in DATA_DIR_FILES:
         maps[name] = _parse_map(
@@ -337,7 +342,8 @@ def validate_data_dir(path: str | os.PathLike, *, check_audio: bool = True) -> N
     (C-locale order), duplicate keys, an utterance in ``text``/``utt2spk`` but not in
     ``wav.scp`` or vice versa, an utterance id not starting with its speaker id, speakers
     not sorting consistently with utterances, ``spk2utt`` disagreeing with ``utt2spk``, a
-    piped ``wav.scp`` command, and (when ``check_audio``) an audio file that does not exist.
+    piped ``wav.scp`` command, a ``segments`` file (not supported) and (when ``check_audio``)
+    an audio file that does not exist.
     """
     _load_validated(Path(path), check_audio=check_audio)
 

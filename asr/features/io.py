@@ -47,7 +47,9 @@ __all__ = [
 _BINARY_MARK = b"\0B"
 _HEADER_DTYPES = {b"FM ": np.dtype("<f4"), b"DM ": np.dtype("<f8")}
 _DIMS_DTYPE = np.dtype([("s1", "i1"), ("rows", "<i4"), ("s2", "i1"), ("cols", "<i4")])
-_RANGE_RE = re.compile(r"^(?P<path>.*?)(?::(?P<offset>\d+))?(?:\[(?P<range>[^\]]*)\])?$")
+_RANGE_RE = re.compile(
+    r"^(?P<path>.*?)(?::(?P<offset>\d+))?(?:\[(?P<range>[^\]]*)\])?$", re.ASCII | re.DOTALL
+)
 _KALDI_IO = None
 
 
@@ -133,6 +135,12 @@ def _read_binary_matrix(handle: BinaryIO, where: str) -> np.ndarray:
         raise ArchiveError(f"{where}: corrupt matrix header at byte {start}")
     rows, cols = int(dims["rows"]), int(dims["cols"])
     num_bytes = rows * cols * dtype.itemsize
+    available = _bytes_left(handle)
+    if available is not None and num_bytes > available:
+        raise ArchiveError(
+            f"{where}: truncated archive: matrix at byte {start} needs {num_bytes} bytes "
+            f"of data ({rows}x{cols}), found {available}"
+        )
     data = handle.read(num_bytes)
     if len(data) < num_bytes:
         raise ArchiveError(
@@ -140,6 +148,24 @@ def _read_binary_matrix(handle: BinaryIO, where: str) -> np.ndarray:
             f"of data ({rows}x{cols}), found {len(data)}"
         )
     return np.frombuffer(data, dtype=dtype).reshape(rows, cols).astype(dtype.newbyteorder("="))
+
+
+def _bytes_left(handle: BinaryIO) -> int | None:
+    """Bytes between the position and the end of a regular file (None when unknown), so
+    that a corrupt header's huge size is refused instead of allocated."""
+    try:
+        return os.fstat(handle.fileno()).st_size - handle.tell()
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        return None
+
+
+def _decode_key(chars: bytes | bytearray, where: str) -> str:
+    try:
+        return bytes(chars).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ArchiveError(
+            f"{where}: key {bytes(chars[:60])!r} is not UTF-8 text (is this a Kaldi binary ark?)"
+        ) from None
 
 
 def _read_via_kaldi_io(handle: BinaryIO, where: str) -> np.ndarray:
@@ -156,15 +182,16 @@ def _read_key(handle: BinaryIO, where: str) -> str | None:
         char = handle.read(1)
         if not char:
             if chars.strip():
-                raise ArchiveError(f"{where}: truncated archive: key {chars.decode()!r} at end")
+                key = _decode_key(chars, where)
+                raise ArchiveError(f"{where}: truncated archive: key {key!r} at end")
             return None
         if char == b" ":
             if chars:
-                return chars.decode()
+                return _decode_key(chars, where)
             continue
-        if char in b"\n\r\t":
+        if char in b"\n\r\t\v\f":
             if chars:
-                raise ArchiveError(f"{where}: malformed key {chars.decode()!r}")
+                raise ArchiveError(f"{where}: malformed key {_decode_key(chars, where)!r}")
             continue
         chars += char
         if len(chars) > 4096:
@@ -174,10 +201,7 @@ def _read_key(handle: BinaryIO, where: str) -> str | None:
 def read_matrices_ark(ark_path: str | os.PathLike) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(key, matrix)`` pairs from an ark file in file order."""
     ark_path = Path(ark_path)
-    try:
-        handle = open(ark_path, "rb")  # noqa: SIM115 (closed in finally; this is a generator)
-    except OSError as err:
-        raise ArchiveError(f"{ark_path}: cannot open archive: {err.strerror}") from err
+    handle = _open_archive(ark_path, str(ark_path))
     try:
         while True:
             key = _read_key(handle, str(ark_path))
@@ -188,12 +212,22 @@ def read_matrices_ark(ark_path: str | os.PathLike) -> Iterator[tuple[str, np.nda
         handle.close()
 
 
-def _parse_rxfile(rxfile: str) -> tuple[str, int | None, tuple[slice, ...] | None]:
-    """Split ``path[:offset][[r0:r1(,c0:c1)]]`` into its parts."""
+def _open_archive(path: str | os.PathLike, where: str) -> BinaryIO:
+    try:
+        return open(path, "rb")  # noqa: SIM115 (the callers close it)
+    except OSError as err:
+        raise ArchiveError(f"{where}: cannot open archive: {err.strerror or err}") from err
+    except ValueError as err:  # a NUL byte in the path
+        raise ArchiveError(f"{where}: invalid archive path {os.fspath(path)!r} ({err})") from err
+
+
+def _parse_rxfile(rxfile: str, where: str = "") -> tuple[str, int | None, tuple[slice, ...] | None]:
+    """Split ``path[:offset][[r0:r1(,c0:c1)]]`` into its parts (``where`` starts errors)."""
     rxfile = rxfile.strip()
+    prefix = f"{where}: " if where else ""
     match = _RANGE_RE.match(rxfile)
     if match is None or not match.group("path"):
-        raise ArchiveError(f"malformed rxfilename {rxfile!r}")
+        raise ArchiveError(f"{prefix}malformed rxfilename {rxfile!r}")
     offset = match.group("offset")
     ranges = None
     if match.group("range") is not None:
@@ -201,15 +235,21 @@ def _parse_rxfile(rxfile: str) -> tuple[str, int | None, tuple[slice, ...] | Non
         for part in match.group("range").split(","):
             bounds = part.split(":")
             try:
-                if len(bounds) != 2:
+                if len(bounds) != 2 or len(part) > 40:
                     raise ValueError(part)
                 lo = int(bounds[0]) if bounds[0] else None
                 hi = int(bounds[1]) + 1 if bounds[1] else None  # Kaldi ranges are inclusive
             except ValueError as err:
-                raise ArchiveError(f"malformed range in rxfilename {rxfile!r}") from err
+                raise ArchiveError(f"{prefix}malformed range in rxfilename {rxfile!r}") from err
             parts.append(slice(lo, hi))
+        if len(parts) > 2:
+            raise ArchiveError(f"{prefix}range in rxfilename {rxfile!r} has more than 2 parts")
         ranges = tuple(parts)
-    return match.group("path"), (int(offset) if offset is not None else None), ranges
+    if offset is not None:
+        if len(offset) > 18:  # beyond any file size (and int() refuses > 4300 digits)
+            raise ArchiveError(f"{prefix}offset {offset[:30]}... in rxfilename is too large")
+        offset = int(offset)
+    return match.group("path"), offset, ranges
 
 
 def _read_at(handle: BinaryIO, path: str, offset: int | None, where: str) -> np.ndarray:
@@ -229,11 +269,7 @@ def read_matrix(rxfile: str | os.PathLike) -> np.ndarray:
     Ranges follow Kaldi (inclusive row/column bounds, e.g. ``[0:9]`` is 10 rows).
     """
     path, offset, ranges = _parse_rxfile(os.fspath(rxfile))
-    try:
-        handle = open(path, "rb")  # noqa: SIM115
-    except OSError as err:
-        raise ArchiveError(f"{path}: cannot open archive: {err.strerror}") from err
-    with handle:
+    with _open_archive(path, path) as handle:
         matrix = _read_at(handle, path, offset, os.fspath(rxfile))
     return np.ascontiguousarray(matrix[ranges]) if ranges else matrix
 
@@ -245,9 +281,14 @@ def read_matrices_scp(scp_path: str | os.PathLike) -> Iterator[tuple[str, np.nda
     """
     scp_path = Path(scp_path)
     try:
-        lines = scp_path.read_text(encoding="utf-8").splitlines()
+        raw = scp_path.read_bytes()
     except OSError as err:
         raise ArchiveError(f"{scp_path}: cannot read scp file: {err.strerror}") from err
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        line_number = raw.count(b"\n", 0, err.start) + 1
+        raise ArchiveError(f"{scp_path}:{line_number}: not UTF-8 text (byte {err.start})") from None
     handles: dict[str, BinaryIO] = {}
     try:
         for line_number, line in enumerate(lines, start=1):
@@ -258,15 +299,10 @@ def read_matrices_scp(scp_path: str | os.PathLike) -> Iterator[tuple[str, np.nda
             if len(fields) != 2:
                 raise ArchiveError(f"{where}: expected '<key> <rxfilename>', got {line!r}")
             key, rxfile = fields
-            path, offset, ranges = _parse_rxfile(rxfile)
+            path, offset, ranges = _parse_rxfile(rxfile, where)
             handle = handles.get(path)
             if handle is None:
-                try:
-                    handle = handles[path] = open(path, "rb")  # noqa: SIM115
-                except OSError as err:
-                    raise ArchiveError(
-                        f"{where}: cannot open archive {path}: {err.strerror}"
-                    ) from err
+                handle = handles[path] = _open_archive(path, f"{where}: {path}")
             matrix = _read_at(handle, path, offset, f"{where} ({key})")
             yield key, (np.ascontiguousarray(matrix[ranges]) if ranges else matrix)
     finally:

@@ -30,6 +30,7 @@ word ids), so lookups for a whole corpus are a few ``np.searchsorted`` calls.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -51,6 +52,9 @@ __all__ = [
     "truncate_model",
     "write_arpa",
 ]
+
+# A count in the header: ASCII digits only (str.isdigit() also accepts '²', which int() refuses).
+_COUNT = re.compile(r"[0-9]{1,18}")
 
 BOS = "<s>"
 EOS = "</s>"
@@ -289,9 +293,9 @@ def _read_header(lines: list[str], path: Path) -> tuple[list[int], int]:
             where = f"{path}:{index + 1}"
             key, _, value = line.partition("=")
             parts = key.split()
-            if len(parts) != 2 or parts[0] != "ngram" or not value.strip().isdigit():
+            if len(parts) != 2 or parts[0] != "ngram" or not _COUNT.fullmatch(value.strip()):
                 raise LmError(f"{where}: expected 'ngram N=count', got {line!r}")
-            if not parts[1].isdigit() or int(parts[1]) != len(counts) + 1:
+            if not _COUNT.fullmatch(parts[1]) or int(parts[1]) != len(counts) + 1:
                 raise LmError(f"{where}: expected 'ngram {len(counts) + 1}=...', got {line!r}")
             counts.append(int(value))
         index += 1
