@@ -378,14 +378,21 @@ def _run_lexicon(data: bytes, scratch_dir: Path) -> None:
     from asr.lang.lexicon import read_lexicon, read_vocabulary
 
     path = _write(scratch_dir, "lexicon.txt", data)
-    for fmt in ("dict", "lexiconp", "filler"):
-        lexicon = read_lexicon(path, fmt=fmt)
+    words = read_vocabulary(path)
+    _check(all(w and not w.isspace() for w in words), "bad vocabulary word")
+    errors = []
+    for fmt in ("dict", "lexiconp", "filler"):  # each format on its own: one may accept it
+        try:
+            lexicon = read_lexicon(path, fmt=fmt)
+        except LangError as err:
+            errors.append(err)
+            continue
         for entry in lexicon.entries:
             _check(bool(entry.word) and len(entry.pron) > 0, f"bad entry {entry!r}")
             _check(0.0 < entry.prob <= 1.0, f"bad prob {entry!r}")
             _check(all(p and not p.isspace() for p in entry.pron), f"bad phone {entry!r}")
-    words = read_vocabulary(path)
-    _check(all(w and not w.isspace() for w in words), "bad vocabulary word")
+    if len(errors) == 3:
+        raise errors[0]
 
 
 def _run_arpa(data: bytes, scratch_dir: Path) -> None:
