@@ -4,9 +4,11 @@
 to the model's rate, compute the front-end features of the whole utterance,
 apply the model's feature pipeline, score and decode with the bundle's graph.
 CMVN follows the model: ``"speaker"`` CMVN uses the utterance's own stats (a
-single file is its own speaker; a data dir decoded by ``asr decode`` uses the
-speaker's stats, so hypotheses can differ when a speaker has several
-utterances), ``"utterance"`` its own stats, ``"sliding"`` Kaldi's sliding window.
+single file is its own speaker), unless the utterances of one speaker go
+through :meth:`Recognizer.transcribe_speaker`, which pools their stats exactly
+as ``asr features compute`` + ``asr decode`` do for a data dir (the same
+hypotheses as the recipe's decode stage); ``"utterance"`` uses its own stats,
+``"sliding"`` Kaldi's sliding window.
 
 :meth:`Recognizer.stream` returns a :class:`Stream` for incremental input
 (online features, :mod:`asr.features.online`; the Viterbi search of
@@ -62,8 +64,9 @@ from asr.endpoint import (
     final_relative_cost,
     trailing_silence_frames,
 )
-from asr.errors import AudioError, DecodeError, ModelError
+from asr.errors import AsrError, AudioError, DecodeError, ModelError
 from asr.features.extractors import compute_features, num_frames
+from asr.features.functional import compute_cmvn_stats
 from asr.features.online import OnlineFeatureExtractor, OnlineSlidingCmvn, SlidingCmvnConfig
 from asr.features.pipeline import apply_pipeline
 
@@ -202,11 +205,56 @@ class Recognizer:
         rtf = (time.perf_counter() - start) / max(result.duration_s, 1e-9)
         return dataclasses.replace(result, rtf=rtf)
 
+    def transcribe_speaker(
+        self, inputs, *, sampling_rate: int | None = None
+    ) -> list[Result | AsrError]:
+        """The utterances of ONE speaker (paths or float samples at ``sampling_rate``),
+        with the speaker's pooled CMVN stats when the model's CMVN is ``"speaker"``
+        (what the recipes' decode stage does). One entry per input, in order: its
+        :class:`Result`, or the :class:`AsrError` that made it unusable (its audio
+        is left out of the stats; the other utterances still decode)."""
+        prepared: list[tuple[np.ndarray, float, float] | AsrError] = []
+        for index, item in enumerate(inputs):
+            start = time.perf_counter()
+            try:
+                samples = self.load_audio(
+                    item, sampling_rate=sampling_rate, name=f"samples[{index}]"
+                )
+                raw = compute_features(
+                    samples, sampling_rate=self.sampling_rate, config=self.front_end
+                )
+            except AsrError as err:
+                prepared.append(err)
+                continue
+            seconds = samples.shape[0] / self.sampling_rate
+            prepared.append((raw, seconds, time.perf_counter() - start))
+        good = [entry for entry in prepared if not isinstance(entry, AsrError)]
+        stats = None
+        if self.feature_pipeline.cmvn == "speaker" and good:
+            stats = np.sum([compute_cmvn_stats(raw) for raw, _, _ in good], axis=0)
+        results: list[Result | AsrError] = []
+        for entry in prepared:
+            if isinstance(entry, AsrError):
+                results.append(entry)
+                continue
+            raw, seconds, feature_s = entry
+            start = time.perf_counter()
+            result = self.decode_raw_features(raw, duration_s=seconds, cmvn_stats=stats)
+            rtf = (time.perf_counter() - start + feature_s) / max(seconds, 1e-9)
+            results.append(dataclasses.replace(result, rtf=rtf))
+        return results
+
     def decode_raw_features(
-        self, raw_feats: np.ndarray, *, duration_s: float, time_offset_s: float = 0.0
+        self,
+        raw_feats: np.ndarray,
+        *,
+        duration_s: float,
+        time_offset_s: float = 0.0,
+        cmvn_stats: np.ndarray | None = None,
     ) -> Result:
-        """Front-end features of a whole utterance -> :class:`Result` (offline decode)."""
-        feats = self.acoustic_model.features(raw_feats)
+        """Front-end features of a whole utterance -> :class:`Result` (offline decode);
+        ``cmvn_stats``: the speaker's Kaldi CMVN stats (default: the utterance's own)."""
+        feats = self.acoustic_model.features(raw_feats, cmvn_stats=cmvn_stats)
         log_likes = self.acoustic_model.log_likelihoods(feats)
         search = SearchState(self.graph, self.decoder_config)
         search.init()

@@ -24,6 +24,7 @@ from asr.data import read_kaldi_map
 from asr.decode import DecoderConfig, DecodingGraph, decode
 from asr.endpoint import EndpointConfig, endpoint_detected, final_relative_cost
 from asr.errors import AudioError, DecodeError
+from asr.features.functional import compute_cmvn_stats
 from asr.features.io import read_matrix
 from asr.features.pipeline import FeaturePipelineConfig, apply_pipeline
 from asr.lang.symbols import read_symbol_table
@@ -90,6 +91,29 @@ def test_transcribe_equals_decoder_on_data_dir_features(rec, model):
     assert hyps == expected
     wer = score(read_text_file(model["test"] / "text"), hyps).wer
     assert wer < 20.0  # a 6-iteration model; the recipe model is better
+
+
+def test_transcribe_speaker_pools_cmvn_and_skips_bad_inputs(rec, model):
+    """Oracle: the decoder on the data dir's features with the summed Kaldi CMVN stats of the
+    speaker's good utterances (what ``asr decode`` reads from cmvn.scp)."""
+    wavs = read_kaldi_map(model["test"] / "wav.scp")
+    names = list(wavs)[:5]
+    graph = DecodingGraph.from_fst(
+        model["graph"] / "HCLG.fst", model["graph"] / "ilabel_to_pdf.int"
+    )
+    words = read_symbol_table(model["graph"] / "words.txt")
+    pipe = FeaturePipelineConfig.load(model["model"])
+    feats_scp = read_kaldi_map(model["test"] / "feats.scp")
+    raws = {n: read_matrix(feats_scp[n]) for n in names}
+    stats = np.sum([compute_cmvn_stats(raw) for raw in raws.values()], axis=0)
+    inputs = [wavs[names[0]], np.zeros(10, np.float32), *(wavs[n] for n in names[1:])]
+    outcomes = rec.transcribe_speaker(inputs)
+    assert isinstance(outcomes[1], AudioError) and "too short" in str(outcomes[1])
+    for name, outcome in zip(names, outcomes[:1] + outcomes[2:], strict=True):
+        ll = rec.acoustic_model.log_likelihoods(apply_pipeline(raws[name], pipe, cmvn_stats=stats))
+        expected = decode(graph, ll, DecoderConfig(beam=13.0, acoustic_scale=SCALE),
+                          word_symbols=words).text  # fmt: skip
+        assert outcome.text == expected and outcome.rtf > 0
 
 
 def test_samples_at_another_rate_are_resampled(rec, model):

@@ -185,3 +185,24 @@ def test_ctm_and_text_formats(setup, tmp_path):
     assert code == 1 and "stereo.wav\t" in out
     code, _, err = run(["transcribe", "--model", str(tmp_path / "none"), path])
     assert code == 2 and "bundle directory not found" in err
+
+
+def test_data_dir_pools_speaker_cmvn_and_equals_asr_decode(setup, tmp_path):
+    """--data-dir (wav.scp + utt2spk): the speaker's pooled CMVN stats, so the hypotheses of
+    `asr decode` on the same data dir (oracle: the recipe's decode stage) -- and not those of
+    per-file CMVN, which differ on yesno (one speaker, 30 utterances)."""
+    data = setup["test"]
+    hyp = tmp_path / "hyp.txt"
+    code, out, _ = run(["transcribe", "--model", str(setup["bundle"]), "--data-dir", str(data),
+                        "--format", "kaldi", "--nj", "2", "--output", str(hyp)])  # fmt: skip
+    assert code == 0 and out == ""
+    decode_dir = tmp_path / "decode"
+    code, _, _ = run(["decode", str(setup["model"]), str(data), "--graph", str(setup["graph"]),
+                      "--beam", "13", "--acoustic-scale", "0.07", "--out", str(decode_dir)])  # fmt: skip
+    assert code == 0
+    decoded = read_text_file(decode_dir / "hyp.txt")
+    transcribed = read_text_file(hyp)
+    assert transcribed == decoded and len(decoded) == 30
+    rec = Recognizer.from_dir(setup["bundle"], device="cpu")
+    per_file = {utt: rec.transcribe(path).text for utt, path in setup["wavs"].items()}
+    assert per_file != decoded  # the stats really are pooled (else this test proves nothing)

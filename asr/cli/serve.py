@@ -102,6 +102,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--tick-ms", type=float, default=20.0, metavar="MS",
         help="least time between two batches of the scheduler (default 20)",
     )  # fmt: skip
+    parser.add_argument(
+        "--threads", type=int, default=1, metavar="N",
+        help="torch CPU threads for the batch worker (default 1: on a small CPU, extra "
+        "threads contend with the server's own threads and multiply small-op latency)",
+    )  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -170,6 +175,12 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = config_from_args(args)
+    if args.threads < 1:
+        print(f"asr serve: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    import torch
+
+    torch.set_num_threads(args.threads)
     if not is_loopback_host(config.host) and not (config.tls and config.auth_token):
         print(
             f"asr serve: WARNING: --insecure-allow-remote: {config.host} is reachable from "
