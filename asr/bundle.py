@@ -69,7 +69,7 @@ _GRAPH_FILES = (
     "graph.json",
 )
 _SKIP_PREFIXES = ("checkpoint", "train_log", ".")
-_SKIP_SUFFIXES = (".log", ".tmp")
+_SKIP_SUFFIXES = (".log", ".tmp", ".png")  # plots beside a model (alignment.png) are no part of it
 _PACKAGES = ("numpy", "torch", "kaldifst", "numba", "soundfile")
 
 
@@ -204,8 +204,11 @@ def export_bundle(
             silence_phones = _silence_from_lang(lang)
     decoder_config = decoder_config if decoder_config is not None else DecoderConfig(beam=13.0)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as err:  # a read-only or full parent directory
+        raise OSError(err.errno, err.strerror, str(out_dir)) from None
     try:
         (tmp / "model").mkdir()
         (tmp / "graph").mkdir()
@@ -240,6 +243,14 @@ def export_bundle(
             os.replace(out_dir, old / "bundle")
             shutil.rmtree(old, ignore_errors=True)
         os.replace(tmp, out_dir)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if err.filename is None or any(
+            str(name).startswith(str(tmp)) for name in (err.filename, err.filename2)
+        ):
+            # disk full or read-only while writing the copy: name the bundle, not the temporary
+            raise OSError(err.errno, err.strerror, str(out_dir)) from err
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -14,6 +14,7 @@ place, so an interrupted run never leaves a half-written output behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -29,13 +30,16 @@ def _new_file_mode() -> int:
 
 
 _NEW_FILE_MODE = _new_file_mode()
+# errors of writing a file (disk full, over quota, over RLIMIT_FSIZE, read-only file system)
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
 
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it onto ``path`` on success.
 
-    On any exception the temporary file is removed and ``path`` is untouched.
+    On any exception the temporary file is removed and ``path`` is untouched; an
+    OSError of a full or read-only file system names ``path`` (not the temporary).
     ``mode`` is ``"w"`` (text, UTF-8 unless ``encoding`` is given) or ``"wb"``.
     """
     if mode not in ("w", "wb"):
@@ -44,7 +48,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
     path.parent.mkdir(parents=True, exist_ok=True)
     if mode == "w":
         open_kwargs.setdefault("encoding", "utf-8")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:  # read-only or full directory: name the output, not the temporary
+        raise OSError(err.errno, err.strerror, str(path)) from None
     try:
         with os.fdopen(fd, mode, **open_kwargs) as handle:
             yield handle
@@ -52,8 +59,15 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
             os.fchmod(handle.fileno(), _NEW_FILE_MODE)  # mkstemp's 0600 is not what users expect
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        if err.filename is None and err.errno in _WRITE_ERRNOS:
+            # a failed write() on the handle names no file: say which output it was
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        raise
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
 

@@ -60,6 +60,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"asr {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # disk full, read-only or missing output dirs, permissions
+        print(f"asr {args.command}: error: {os_error_message(err)}", file=sys.stderr)
+        return 1
+
+
+def os_error_message(err: OSError) -> str:
+    """One line for an OSError: the path(s) it names and the cause, without the errno prefix.
+
+    >>> import errno
+    >>> os_error_message(OSError(errno.ENOSPC, "No space left on device", "exp/a.ark"))
+    'exp/a.ark: No space left on device'
+    """
+    cause = err.strerror or str(err) or type(err).__name__
+    if err.filename is None:
+        return cause
+    if err.filename2 is not None:
+        return f"{err.filename} -> {err.filename2}: {cause}"
+    return f"{err.filename}: {cause}"
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import torch.distributed as dist
 
 from asr.errors import AsrError, TrainingError
@@ -220,6 +221,7 @@ def train_dnn(
             )
     train_data, dev_data = datasets
     input_dim = train_data.feat_dim
+    torch.manual_seed(config.train.seed)  # the initial weights: two runs with one seed agree
     network = TdnnModel(
         TdnnConfig(
             input_dim=input_dim, num_pdfs=hmm.num_pdfs, hidden_dim=config.hidden_dim,
@@ -286,6 +288,7 @@ def train_ctc(
             NnetDataset.from_arrays(_features(data, pipeline), targets, target_type="tokens")
         )
     train_data, dev_data = datasets
+    torch.manual_seed(config.train.seed)  # the initial weights: two runs with one seed agree
     network = CtcModel(
         CtcConfig(
             input_dim=train_data.feat_dim, num_tokens=len(tokens), hidden=config.hidden,
