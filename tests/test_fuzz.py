@@ -169,7 +169,8 @@ def test_ark_key_not_utf8(tmp_path):
 
 
 def test_ark_huge_matrix_header(tmp_path):
-    """A 2^31-1 x 2^31-1 header: was MemoryError (read() of ~3.7e19 bytes)."""
+    """A 2^31-1 x 2^31-1 header: was OverflowError (read() of ~3.7e19 bytes); smaller huge
+    sizes were MemoryError."""
     data = bytearray(_feats_ark(tmp_path).read_bytes())
     header = data.index(b"FM ") + 3
     data[header : header + 10] = struct.pack("<bibi", 4, 2**31 - 1, 4, 2**31 - 1)
@@ -206,7 +207,8 @@ def test_read_matrix_nul_in_path():
 
 @pytest.mark.parametrize("count", ["\u00b2", "\u0663" * 3, "9" * 5000])
 def test_arpa_count_not_ascii_digits(tmp_path, count):
-    """'ngram 1=²' passed str.isdigit() and int() raised ValueError."""
+    """'ngram 1=²' passed str.isdigit() and int() raised ValueError (so did 5000 digits);
+    Arabic-Indic digits were read as a count."""
     path = tmp_path / "lm.arpa"
     path.write_text(f"\\data\\\nngram 1={count}\n\n\\1-grams:\n-1\t<s>\n\n\\end\\\n")
     with pytest.raises(LmError, match=r"lm\.arpa:2: expected 'ngram N=count'"):
