@@ -246,3 +246,16 @@ def test_data_dir_with_segments_is_rejected(tmp_path):
     (tmp_path / "segments").write_bytes(b"s1-a rec1 0.0 1.0\n")
     with pytest.raises(DataDirError, match="segments"):
         validate_data_dir(tmp_path, check_audio=False)
+
+
+def test_resampling_a_1_hz_header_is_refused(tmp_path):
+    """A header rate of 1 Hz, read at 16 kHz: was 16000x the samples (3.2 GB for a 100 kB
+    file, or MemoryError); now refused before decoding."""
+    path = tmp_path / "slow.wav"
+    sf.write(path, np.zeros(50_000, np.int16), 1000)
+    data = bytearray(path.read_bytes())
+    data[24:28] = struct.pack("<I", 1)  # the fmt chunk's sample rate
+    path.write_bytes(bytes(data))
+    assert read_audio(path)[1] == 1
+    with pytest.raises(AudioError, match=r"slow\.wav: cannot resample 1 Hz audio to 16000 Hz"):
+        read_audio(path, sampling_rate=16000)

@@ -341,6 +341,10 @@ def _run_audio(data: bytes, scratch_dir: Path) -> None:
     _check(bool(np.isfinite(samples).all()), "non-finite samples")
     _check(rate == info.sampling_rate > 0, f"rate {rate} vs header {info.sampling_rate}")
     _check(samples.size == info.num_samples, f"{samples.size} samples vs {info.num_samples}")
+    resampled, new_rate = read_audio(path, sampling_rate=16000)
+    expected = (2 * samples.size * 16000 + rate) // (2 * rate)
+    _check(new_rate == 16000 and resampled.shape == (expected,), "bad resampled length")
+    _check(bool(np.isfinite(resampled).all()), "non-finite resampled samples")
 
 
 def _check_map(mapping: Mapping[str, str]) -> None:
