@@ -259,3 +259,28 @@ def test_resampling_a_1_hz_header_is_refused(tmp_path):
     assert read_audio(path)[1] == 1
     with pytest.raises(AudioError, match=r"slow\.wav: cannot resample 1 Hz audio to 16000 Hz"):
         read_audio(path, sampling_rate=16000)
+
+
+@pytest.mark.parametrize("separator", ["\x0c", "\x1c", "\u2028", "\r", "\x85"])
+def test_line_numbers_count_newlines_only(tmp_path, separator):
+    """splitlines()/universal newlines also broke lines at \\x0c, \\x1c, U+2028, \\r, NEL:
+    errors named lines past the end of the file (as Kaldi, lines now end at \\n only)."""
+    from asr.errors import LangError
+    from asr.lang.lexicon import read_lexicon
+
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_bytes(f"A AH{separator}B B\nC #1\n".encode())
+    with pytest.raises(LangError, match=r"lexicon\.txt:2: word 'C' uses reserved phone"):
+        read_lexicon(lexicon)
+    scp = tmp_path / "feats.scp"
+    scp.write_bytes(f"u1 {_feats_ark(tmp_path)}:5{separator}\nu2\n".encode())
+    with pytest.raises(ArchiveError, match=r"feats\.scp:2: expected '<key> <rxfilename>'"):
+        list(read_matrices_scp(scp))
+
+
+def test_arpa_missing_section_at_end_of_file(tmp_path):
+    """Was reported at line len(lines) + 1, a line the file does not have."""
+    path = tmp_path / "lm.arpa"
+    path.write_text("\\data\\\nngram 1=1\nngram 2=0\n\n\\1-grams:\n-1\t<s>\n")
+    with pytest.raises(LmError, match=r"lm\.arpa \(at end of file\): expected '\\2-grams:'"):
+        read_arpa(path)

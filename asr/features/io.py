@@ -285,7 +285,7 @@ def read_matrices_scp(scp_path: str | os.PathLike) -> Iterator[tuple[str, np.nda
     except OSError as err:
         raise ArchiveError(f"{scp_path}: cannot read scp file: {err.strerror}") from err
     try:
-        lines = raw.decode("utf-8").splitlines()
+        lines = raw.decode("utf-8").split("\n")  # as Kaldi: line numbers are the file's
     except UnicodeDecodeError as err:
         line_number = raw.count(b"\n", 0, err.start) + 1
         raise ArchiveError(f"{scp_path}:{line_number}: not UTF-8 text (byte {err.start})") from None

@@ -309,10 +309,12 @@ def _read_sections(path: Path, max_order: int | None = None):
 
     ``line_nos``: (num_ngrams,) int64 1-based line numbers; ``fields``: the split lines.
     """
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+    try:  # lines end at "\n" only, so that line numbers are the file's
+        lines = path.read_bytes().decode("utf-8").split("\n")
     except FileNotFoundError:
         raise LmError(f"{path}: ARPA file not found") from None
+    except OSError as err:
+        raise LmError(f"{path}: cannot read ARPA file: {err.strerror or err}") from None
     except UnicodeDecodeError as err:
         raise LmError(f"{path}: not UTF-8 text ({err})") from None
     counts, index = _read_header(lines, path)
@@ -320,8 +322,8 @@ def _read_sections(path: Path, max_order: int | None = None):
         while index < len(lines) and not lines[index].strip():
             index += 1
         if index == len(lines) or lines[index].strip() != f"\\{n}-grams:":
-            found = lines[index].strip() if index < len(lines) else "end of file"
-            raise LmError(f"{path}:{index + 1}: expected '\\{n}-grams:', got {found!r}")
+            found = repr(lines[index].strip()) if index < len(lines) else "the end of the file"
+            raise LmError(f"{_where(path, index, lines)}: expected '\\{n}-grams:', got {found}")
         begin = index = index + 1
         while index < len(lines) and not lines[index].startswith("\\"):
             index += 1
@@ -346,7 +348,13 @@ def _read_sections(path: Path, max_order: int | None = None):
     while index < len(lines) and not lines[index].strip():
         index += 1
     if index == len(lines) or lines[index].strip() != "\\end\\":
-        raise LmError(f"{path}:{index + 1}: expected '\\end\\' after the last n-gram section")
+        where = _where(path, index, lines)
+        raise LmError(f"{where}: expected '\\end\\' after the last n-gram section")
+
+
+def _where(path: Path, index: int, lines: list[str]) -> str:
+    """``path:line`` of ``lines[index]``, or ``path`` (at end of file) past the last line."""
+    return f"{path}:{index + 1}" if index < len(lines) else f"{path} (at end of file)"
 
 
 def read_arpa_vocab(path: str | os.PathLike) -> list[str]:

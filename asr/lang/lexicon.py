@@ -215,17 +215,12 @@ def read_lexicon(
         raise LangError(f"unknown lexicon format {fmt!r}; expected one of {_FORMATS}")
     if fmt == "auto":
         fmt = _detect_format(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LangError(f"{path}: lexicon not found") from None
-    except UnicodeDecodeError as err:
-        raise LangError(f"{path}: not UTF-8 text ({err})") from None
+    text = _read_text(path, what="lexicon")
     vocab = None if words is None else set(words) - SENTENCE_MARKERS
     entries: dict[tuple[str, tuple[str, ...]], LexiconEntry] = {}
     silence_phones: set[str] = set()
     phone_map: dict[str, str] = {}  # raw phone -> checked, stress-stripped phone
-    for line_no, line in enumerate(text.splitlines(), 1):
+    for line_no, line in enumerate(text.split("\n"), 1):
         head = line.split(None, 1)
         if not head:
             continue
@@ -273,6 +268,20 @@ def read_lexicon(
     return Lexicon(entries=tuple(entries.values()), silence_phones=frozenset(silence_phones))
 
 
+def _read_text(path: Path, *, what: str) -> str:
+    """The file's UTF-8 text, its lines ending at "\\n" only (as Kaldi reads them: no
+    universal-newline translation, so line numbers are the file's)."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise LangError(f"{path}: {what} not found") from None
+    except OSError as err:
+        raise LangError(f"{path}: cannot read {what}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        line_no = err.object.count(b"\n", 0, err.start) + 1
+        raise LangError(f"{path}:{line_no}: not UTF-8 text ({err.reason})") from None
+
+
 def _strip_comment(fields: list[str]) -> list[str]:
     """Drop a trailing ``# comment`` (a field after the word that starts with '#'
     and is not a disambiguation symbol like ``#1``)."""
@@ -316,12 +325,7 @@ def read_vocabulary(path: str | os.PathLike, *, kind: str = "auto") -> set[str]:
     path = Path(path)
     if kind not in ("auto", "list", "text"):
         raise LangError(f"unknown vocabulary kind {kind!r}; expected auto, list or text")
-    try:
-        rows = [line.split() for line in path.read_text(encoding="utf-8").splitlines()]
-    except FileNotFoundError:
-        raise LangError(f"{path}: vocabulary file not found") from None
-    except UnicodeDecodeError as err:
-        raise LangError(f"{path}: not UTF-8 text ({err})") from None
+    rows = [line.split() for line in _read_text(path, what="vocabulary file").split("\n")]
     rows = [r for r in rows if r]
     if kind == "auto":
         kind = "list" if all(len(r) == 1 for r in rows) else "text"

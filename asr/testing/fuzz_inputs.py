@@ -330,6 +330,24 @@ def _check(condition: bool, message: str) -> None:
         raise FuzzCheckError(message)
 
 
+def _lines_named(file_name: str, run: Callable[[bytes, Path], None]):
+    """``run``, checking that an error naming ``<file>:<line>`` names a line the file has
+    (lines end at b"\\n" only, as in Kaldi; not at \\x0c, \\x1c or U+2028)."""
+
+    def checked(data: bytes, scratch_dir: Path) -> None:
+        try:
+            run(data, scratch_dir)
+        except AsrError as err:
+            num_lines = data.count(b"\n") + 1
+            pattern = re.escape(str(scratch_dir / file_name)) + r":(\d+)"
+            for match in re.finditer(pattern, str(err)):
+                line = int(match.group(1))
+                _check(1 <= line <= num_lines, f"names line {line} of {num_lines}: {err}")
+            raise
+
+    return checked
+
+
 def _run_audio(data: bytes, scratch_dir: Path) -> None:
     from asr.audio import audio_info, read_audio
 
@@ -785,19 +803,28 @@ def build_targets(
     if {"kaldi_map", "datadir"} & set(names):
         packs, wav_scp = _datadir_seeds(corpora_dir, seed_dir)
         maps = tuple(unpack_files(packs[1]).values()) + (wav_scp,)
-        targets["kaldi_map"] = FuzzTarget("kaldi_map", maps, (DataDirError,), _run_kaldi_map)
+        targets["kaldi_map"] = FuzzTarget(
+            "kaldi_map", maps, (DataDirError,), _lines_named("text", _run_kaldi_map)
+        )
         targets["datadir"] = FuzzTarget("datadir", packs, (DataDirError,), _run_datadir)
     if "lexicon" in names:
         lexicons = _lexicon_seeds(corpora_dir)
-        targets["lexicon"] = FuzzTarget("lexicon", lexicons, (LangError,), _run_lexicon)
+        targets["lexicon"] = FuzzTarget(
+            "lexicon", lexicons, (LangError,), _lines_named("lexicon.txt", _run_lexicon)
+        )
     if "arpa" in names:
         targets["arpa"] = FuzzTarget(
-            "arpa", _arpa_seeds(corpora_dir, seed_dir), (LmError,), _run_arpa
+            "arpa",
+            _arpa_seeds(corpora_dir, seed_dir),
+            (LmError,),
+            _lines_named("lm.arpa", _run_arpa),
         )
     if {"ark", "scp"} & set(names):
         arks, scps = _ark_seeds(corpora_dir, seed_dir)
         targets["ark"] = FuzzTarget("ark", arks, (ArchiveError,), _run_ark)
-        targets["scp"] = FuzzTarget("scp", scps, (ArchiveError,), _run_scp)
+        targets["scp"] = FuzzTarget(
+            "scp", scps, (ArchiveError,), _lines_named("feats.scp", _run_scp)
+        )
     if {"recognize", "streaming"} & set(names):
         from google.protobuf.message import DecodeError
 
