@@ -94,7 +94,7 @@ def test_random_bytes(fuzz, name, data):
 def _labels(target) -> set[str]:
     names = {cls.__name__ for cls in target.allowed}
     return (
-        names | {"status:INVALID_ARGUMENT", "status:OUT_OF_RANGE"} if "_Aborted" in names else names
+        names | {"status:INVALID_ARGUMENT", "status:OUT_OF_RANGE"} if "Aborted" in names else names
     )
 
 

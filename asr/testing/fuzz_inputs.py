@@ -3,7 +3,8 @@
 Shared by ``tests/test_fuzz.py`` (hypothesis, a CI-sized sample) and
 ``benchmarks/fuzz.py`` (>= 10,000 inputs per target, a hang watchdog, atheris).
 
-A :class:`FuzzTarget` holds real, valid inputs (``seeds``: a yesno WAV, the AN4
+The mutations live in :mod:`asr.testing.mutations`, the servicer driver in
+:mod:`asr.testing.servicer_fuzz`. A :class:`FuzzTarget` holds real, valid inputs (``seeds``: a yesno WAV, the AN4
 dictionary and LM, an ark our writer wrote, valid proto messages), the error
 types its reader documents (``allowed``) and ``run(data, scratch_dir)``, which
 feeds one input to the reader(s) and checks that what comes back is well
@@ -24,11 +25,10 @@ True
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import io
 import random
 import re
-import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from asr.errors import ArchiveError, AsrError, AudioError, DataDirError, LangError, LmError
+from asr.testing.mutations import generate, mutate, proto_mutator
 
 __all__ = [
     "TARGETS",
@@ -63,52 +64,6 @@ TARGETS: tuple[str, ...] = (
 )
 #: Files a packed data directory may hold (anything else in a fuzzed pack is ignored).
 DATADIR_FILES: tuple[str, ...] = ("wav.scp", "text", "utt2spk", "spk2utt", "segments")
-
-_HUGE_INTS = (0xFFFFFFFF, 0x7FFFFFFF, 0x80000000, 0x7FFFF000, 0x7FFFEFFF, 0x10000, 0xFFFF, 1)
-_HUGE_TEXT = (
-    b"99999999999999999999",
-    b"2147483648",
-    b"-1",
-    b"-0",
-    b"0",
-    b"1e999",
-    b"-1e999",
-    b"nan",
-    b"inf",
-    b"-inf",
-    b"0x10",
-    b"1_000",
-    b"\xd9\xa3",  # ARABIC-INDIC DIGIT THREE: str.isdigit() is True, int() accepts it
-    b"\xc2\xb2",  # SUPERSCRIPT TWO: str.isdigit() is True, int() rejects it
-)
-_JUNK = (
-    "\u00a0",
-    "\u2028",
-    "\u2029",
-    "\x85",
-    "\x0b",
-    "\x0c",
-    "\x1c",
-    "\x1d",
-    "\x1e",
-    "\ufeff",
-    "\u200b",
-    "\u0301",
-    "\u202e",
-    "\U0001f600",
-    "\uffff",
-    "\r",
-    "\t",
-    "\\",
-    "#",
-    "[",
-    ":",
-    "|",
-    "=",
-)
-_RAW_JUNK = (b"\xff\xfe", b"\xc3\x28", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x80", b"\xc0\xaf")
-_DIGITS = re.compile(rb"-?\d+(?:\.\d+)?(?:e-?\d+)?")
-_MAX_LONG_LINE = 100_000
 
 
 class FuzzCheckError(Exception):
@@ -146,158 +101,6 @@ def run_one(target: FuzzTarget, data: bytes, scratch_dir: Path) -> str:
     except target.allowed as err:
         return getattr(err, "label", type(err).__name__)
     return "ok"
-
-
-# ---- generators
-
-
-def random_bytes(rng: random.Random, *, max_len: int = 2048) -> bytes:
-    """Uniformly random bytes, sometimes printable ASCII with newlines."""
-    length = rng.choice((0, 1, 2, 4, 8, 16, rng.randrange(max_len + 1)))
-    if rng.random() < 0.5:
-        return rng.randbytes(length)
-    return bytes(rng.choice(b"abc 01\t\n.-#<>/\\[]:=") for _ in range(length))
-
-
-def _position(data: bytes, rng: random.Random) -> int:
-    if data and rng.random() < 0.5:  # near a line start or the header, where fields live
-        starts = [0, *(m.end() for m in re.finditer(rb"\n", data[:65536]))]
-        return min(rng.choice(starts) + rng.randrange(8), len(data))
-    return rng.randrange(len(data) + 1)
-
-
-def _flip_bits(data: bytes, rng: random.Random, seeds: Sequence[bytes]) -> bytes:
-    if not data:
-        return data
-    buf = bytearray(data)
-    for _ in range(rng.randint(1, 8)):
-        pos = rng.randrange(len(buf)) if rng.random() < 0.7 else rng.randrange(min(len(buf), 64))
-        buf[pos] ^= 1 << rng.randrange(8)
-    return bytes(buf)
-
-
-def _set_bytes(data: bytes, rng: random.Random, seeds: Sequence[bytes]) -> bytes:
-    if not data:
-        return data
-    buf = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        buf[rng.randrange(len(buf))] = rng.choice((0, 0xFF, 0x7F, 0x80, 0x20, 0x0A, 0x0D, 0x09))
-    return bytes(buf)
-
-
-def _truncate(data: bytes, rng: random.Random, seeds: Sequence[bytes]) -> bytes:
-    return data[: rng.randrange(len(data) + 1)] if data else data
-
-
-def _drop_slice(data: bytes, rng: random.Random, seeds: Sequence[bytes]) -> bytes:
-    start = rng.randrange(len(data) + 1)
-    return data[:start] + data[start + rng.choice((1, 2, 4, 8, 64, 1024)) :]
-
-
-def _duplicate_slice(data: bytes, rng: random.Random, seeds: Sequence[bytes]) -> bytes:
-    start = rng.randrange(len(data) + 1)
-    piece = data[start : start + rng.choice((1, 4, 16, 256, 4096))]
-    at = rng.randrange(len(data) + 1)
-    return data[:at] + piece * rng.choice((1, 2, 50)) + data[at:]
-
-
-def _huge_length(data: bytes, rng: random.Random, seeds: Sequence[bytes]) -> bytes:
-    """Overwrite (or insert) a 4/8-byte binary length, or an ASCII number, with a huge one."""
-    at = _position(data, rng)
-    if rng.random() < 0.5:
-        value = rng.choice(_HUGE_INTS)
-        fmt = rng.choice(("<I", ">I", "<Q", "<i"))
-        if fmt == "<i":
-            value = -rng.choice((1, 2, 0x7FFFFFFF))
-        packed = struct.pack(fmt, value)
-        end = at + len(packed) if rng.random() < 0.8 else at
-        return data[:at] + packed + data[end:]
-    numbers = list(_DIGITS.finditer(data[:65536]))
-    text = rng.choice(_HUGE_TEXT)
-    if numbers and rng.random() < 0.8:
-        match = rng.choice(numbers)
-        return data[: match.start()] + text + data[match.end() :]
-    return data[:at] + text + data[at:]
-
-
-def _unicode_junk(data: bytes, rng: random.Random, seeds: Sequence[bytes]) -> bytes:
-    at = _position(data, rng)
-    if rng.random() < 0.3:
-        junk = rng.choice(_RAW_JUNK)
-    else:
-        junk = "".join(rng.choice(_JUNK) for _ in range(rng.randint(1, 4))).encode("utf-8")
-    end = at + (rng.randrange(3) if rng.random() < 0.5 else 0)
-    return data[:at] + junk + data[end:]
-
-
-def _nul_bytes(data: bytes, rng: random.Random, seeds: Sequence[bytes]) -> bytes:
-    at = _position(data, rng)
-    return data[:at] + b"\0" * rng.choice((1, 2, 4, 100)) + data[at:]
-
-
-def _long_line(data: bytes, rng: random.Random, seeds: Sequence[bytes]) -> bytes:
-    at = _position(data, rng)
-    length = rng.choice((5000, 20000, _MAX_LONG_LINE))
-    unit = rng.choice((b"A", b"a ", b"\t", b" ", b"0", b"-", b"\\", b"#1 "))
-    return data[:at] + unit * (length // len(unit)) + data[at:]
-
-
-def _lines(data: bytes, rng: random.Random, seeds: Sequence[bytes]) -> bytes:
-    """Swap, duplicate, delete or blank a line; or insert a CR/blank line."""
-    lines = data.split(b"\n")
-    i, j = rng.randrange(len(lines)), rng.randrange(len(lines))
-    choice = rng.randrange(5)
-    if choice == 0:
-        lines[i], lines[j] = lines[j], lines[i]
-    elif choice == 1:
-        lines.insert(j, lines[i])
-    elif choice == 2 and len(lines) > 1:
-        del lines[i]
-    elif choice == 3:
-        lines[i] = rng.choice((b"", b" ", b"\r", b"\t" + lines[i], lines[i] + b"\r"))
-    else:
-        lines.insert(i, rng.choice((b"", b"\r", b" ", b"\x0c")))
-    return b"\n".join(lines)
-
-
-def _splice(data: bytes, rng: random.Random, seeds: Sequence[bytes]) -> bytes:
-    other = rng.choice(seeds)
-    start = rng.randrange(len(other) + 1)
-    piece = other[start : start + rng.choice((8, 64, 512))]
-    at = rng.randrange(len(data) + 1)
-    return data[:at] + piece + data[at + len(piece) * rng.randrange(2) :]
-
-
-_MUTATIONS = (
-    _flip_bits,
-    _set_bytes,
-    _truncate,
-    _drop_slice,
-    _duplicate_slice,
-    _huge_length,
-    _huge_length,
-    _unicode_junk,
-    _nul_bytes,
-    _long_line,
-    _lines,
-    _lines,
-    _splice,
-)
-
-
-def mutate(seed: bytes, rng: random.Random, seeds: Sequence[bytes] = ()) -> bytes:
-    """``seed`` after 1-4 random mutations (``seeds``: material for splicing)."""
-    data = seed
-    for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 4))):
-        data = rng.choice(_MUTATIONS)(data, rng, seeds or (seed,))
-    return data
-
-
-def generate(seeds: Sequence[bytes], rng: random.Random) -> bytes:
-    """One fuzzed input: random bytes (1 in 12) or a mutated seed."""
-    if not seeds or rng.random() < 1 / 12:
-        return random_bytes(rng)
-    return mutate(rng.choice(seeds), rng, seeds)
 
 
 def pack_files(files: Mapping[str, bytes]) -> bytes:
@@ -437,9 +240,21 @@ def _check_matrices(items) -> None:
 
 
 def _run_ark(data: bytes, scratch_dir: Path) -> None:
-    from asr.features.io import read_matrices_ark
+    from asr.features.io import _kaldi_io, read_matrices_ark
 
-    _check_matrices(list(read_matrices_ark(_write(scratch_dir, "feats.ark", data))))
+    path = _write(scratch_dir, "feats.ark", data)
+    ours = list(read_matrices_ark(path))
+    _check_matrices(ours)
+    # The peer: where kaldi_io reads the archive too, it must read the same matrices.
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            peer = [(key, np.asarray(m)) for key, m in _kaldi_io().read_mat_ark(str(path))]
+    except Exception:  # noqa: BLE001 - the peer is stricter (keys matching \S+ only)
+        return
+    _check([key for key, _ in ours] == [key for key, _ in peer], "keys differ from kaldi_io")
+    for (key, mine), (_, theirs) in zip(ours, peer, strict=True):
+        same = mine.shape == theirs.shape and np.array_equal(mine, theirs, equal_nan=True)
+        _check(same, f"matrix {key!r} differs from kaldi_io's")
 
 
 def _run_scp(data: bytes, scratch_dir: Path) -> None:
@@ -536,255 +351,6 @@ def _ark_seeds(corpora_dir: Path, scratch_dir: Path) -> tuple[tuple[bytes, ...],
     return (ark.read_bytes(),), (scp_text, scp_text + ranged)
 
 
-# ---- the servicer
-
-
-class _Aborted(Exception):
-    """``context.abort`` was called: the request got a gRPC status (the documented path)."""
-
-    def __init__(self, code, details: str) -> None:
-        super().__init__(f"{code.name}: {details}")
-        self.label = f"status:{code.name}"
-
-
-class _Context:
-    async def abort(self, code, details: str) -> None:
-        raise _Aborted(code, details)
-
-
-@dataclass(frozen=True)
-class _Result:
-    text: str = ""
-    words: tuple = ()
-    confidence: float = 0.0
-
-
-class _StubScheduler:
-    """Stands in for the BatchScheduler: checks the samples it gets, recognizes nothing."""
-
-    def open(self, recognizer, *, sampling_rate, interim_results=False, single_utterance=False):
-        from server.scheduler import StreamSlot
-
-        _check(sampling_rate > 0, f"stream opened at {sampling_rate} Hz")
-        return StreamSlot(
-            recognizer=recognizer,
-            stream=None,
-            sampling_rate=int(sampling_rate),
-            interim_results=bool(interim_results),
-            single_utterance=bool(single_utterance),
-            slot_id=1,
-        )
-
-    def push(self, slot, samples: np.ndarray) -> None:
-        _check_samples(samples)
-        slot.num_samples_received += int(samples.size)
-
-    def finish(self, slot) -> None:
-        from server.scheduler import StreamEvent
-
-        slot.events.put_nowait(StreamEvent("done"))
-
-    def close(self, slot) -> None:
-        slot.closed = True
-
-    async def transcribe(self, recognizer, samples: np.ndarray, *, sampling_rate: int) -> _Result:
-        _check_samples(samples)
-        _check(sampling_rate > 0, f"transcribe at {sampling_rate} Hz")
-        return _Result()
-
-
-def _check_samples(samples: np.ndarray) -> None:
-    _check(samples.dtype == np.float32 and samples.ndim == 1, "bad samples array")
-    _check(bool(np.all(np.abs(samples) <= 1.0)), "samples outside [-1, 1]")
-
-
-_PROTO_INTS = (0, 1, -1, 2, 7999, 8000, 16000, 48000, 48001, 30, 31, 2**31 - 1, -(2**31))
-
-
-def _mutate_proto_fields(message, rng: random.Random) -> None:
-    """Give one random (possibly nested) field of ``message`` a random edge value."""
-    fields = message.DESCRIPTOR.fields
-    field = rng.choice(fields)
-    if field.message_type is not None:
-        if field.is_repeated:
-            return
-        if field.message_type.name == "Duration" or rng.random() < 0.2:
-            message.ClearField(field.name)
-            return
-        _mutate_proto_fields(getattr(message, field.name), rng)
-        return
-    kind = field.type
-    if field.is_repeated:
-        values = getattr(message, field.name)
-        values.append(rng.choice(("", "en-US", "\u00e9", "x" * 200)))
-    elif kind == field.TYPE_BOOL:
-        setattr(message, field.name, not getattr(message, field.name))
-    elif kind == field.TYPE_ENUM:
-        setattr(message, field.name, rng.choice((0, 1, 2, 3, 9, 10, 99, -1)))
-    elif kind == field.TYPE_STRING:
-        junk = "".join(rng.choice(_JUNK) for _ in range(rng.randrange(4)))
-        setattr(message, field.name, rng.choice(("", "default", "nope", "x" * 5000)) + junk)
-    elif kind == field.TYPE_BYTES:
-        value = getattr(message, field.name)
-        choice = rng.randrange(4)
-        if choice == 0:
-            value = value[: rng.randrange(len(value) + 1)]
-        elif choice == 1:
-            value = rng.randbytes(rng.choice((0, 1, 2, 3, 100, 4001)))
-        elif choice == 2:
-            value = b"RIFF" + value[4:] if len(value) > 12 else b"RIFF\0\0\0\0WAVE" + value
-        else:
-            value = struct.pack("<h", rng.choice((-32768, 32767, 0))) * rng.choice((1, 800, 40001))
-        setattr(message, field.name, value)
-    elif kind in (field.TYPE_FLOAT, field.TYPE_DOUBLE):
-        setattr(message, field.name, rng.choice((0.0, -1.0, 1e30, float("nan"), float("inf"))))
-    else:
-        setattr(message, field.name, rng.choice(_PROTO_INTS))
-
-
-def _proto_mutator(message_class) -> Callable[[bytes, random.Random], bytes]:
-    def structured(seed: bytes, rng: random.Random) -> bytes:
-        message = message_class.FromString(seed)
-        for _ in range(rng.randint(1, 3)):
-            _mutate_proto_fields(message, rng)
-        return message.SerializeToString()
-
-    return structured
-
-
-class _ServicerDriver:
-    """Parses bytes as a RecognizeRequest (``kind="recognize"``) or a StreamingRecognizeRequest
-    (``kind="streaming"``) and hands it to the servicer, as gRPC would after deserializing.
-
-    A streaming message is sent both as the first request of a stream and after a valid
-    config; the label is the outcome where the message is in its proper place (a config
-    first, audio second).
-    """
-
-    def __init__(self, kind: str, config_bytes: bytes) -> None:
-        from server.servicer import SpeechServicer
-
-        self.kind = kind
-        self.servicer = SpeechServicer({"default": object()}, _StubScheduler())
-        self.config_bytes = config_bytes
-        self.loop = asyncio.new_event_loop()
-
-    def __call__(self, data: bytes, scratch_dir: Path) -> None:
-        from server.generated import cloud_speech_pb2 as pb
-
-        if self.kind == "recognize":
-            self._run(self._recognize(pb.RecognizeRequest.FromString(data)))
-            return
-        request = pb.StreamingRecognizeRequest.FromString(data)
-        config = pb.StreamingRecognizeRequest.FromString(self.config_bytes)
-        outcomes = []
-        for requests in ([request], [config, request]):
-            try:
-                self._run(self._stream(requests))
-                outcomes.append(None)
-            except _Aborted as err:
-                outcomes.append(err)
-        proper = outcomes[0 if request.WhichOneof("streaming_request") == "streaming_config" else 1]
-        if proper is not None:
-            raise proper
-
-    def _run(self, call) -> None:
-        try:
-            self.loop.run_until_complete(asyncio.wait_for(call, timeout=10.0))
-        except TimeoutError:
-            raise FuzzCheckError("the servicer did not answer within 10 s") from None
-
-    async def _recognize(self, request) -> None:
-        response = await self.servicer.Recognize(request, _Context())
-        _check(len(response.results) == 0, "the stub recognized something")
-
-    async def _stream(self, requests) -> None:
-        async def requests_iter():
-            for request in requests:
-                yield request
-
-        async for _ in self.servicer.StreamingRecognize(requests_iter(), _Context()):
-            raise FuzzCheckError("the stub scheduler sent no results, yet a response came")
-        _check(self.servicer.num_streams == 0, "stream count not released")
-
-
-def _servicer_seeds(audio_seed: bytes) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
-    """(RecognizeRequest seeds, StreamingRecognizeRequest seeds; the first is a valid config)."""
-    import soundfile as sf
-
-    from server.generated import cloud_speech_pb2 as pb
-
-    samples, rate = sf.read(io.BytesIO(audio_seed), dtype="int16")
-    pcm = samples[: rate // 10].astype("<i2").tobytes()
-    wav = _wav_bytes(samples[:800], rate)
-    enc = pb.RecognitionConfig.AudioEncoding
-    config = pb.RecognitionConfig(
-        encoding=enc.LINEAR16,
-        sample_rate_hertz=rate,
-        language_code="en-US",
-        max_alternatives=1,
-        enable_word_time_offsets=True,
-        enable_word_confidence=True,
-        model="default",
-    )
-    wav_config = pb.RecognitionConfig(encoding=enc.ENCODING_UNSPECIFIED, language_code="en-US")
-    # Google's speech_contexts (6), which we do not declare: an unknown field.
-    with_unknown = pb.RecognitionConfig.FromString(
-        config.SerializeToString() + b"\x32\x03\x0a\x01a"
-    )
-    configs = [config, with_unknown]
-    # Valid configs with edge values in each field the servicer checks.
-    edges = [
-        ("sample_rate_hertz", v) for v in (0, -1, 1, 7999, 8000, 48000, 48001, 2**31 - 1, -(2**31))
-    ]
-    edges += [("encoding", v) for v in (0, 2, 3, 9, 99, -5)]
-    edges += [("audio_channel_count", v) for v in (0, 2, -1, 2**31 - 1)]
-    edges += [("max_alternatives", v) for v in (-1, 0, 30, 31, 2**31 - 1)]
-    edges += [("model", v) for v in ("", "nope", "default\0", "\u00e9" * 300)]
-    edges += [
-        ("enable_automatic_punctuation", True),
-        ("enable_separate_recognition_per_channel", True),
-        ("language_code", "x" * 10000),
-    ]
-    for name, value in edges:
-        edged = pb.RecognitionConfig()
-        edged.CopyFrom(config)
-        setattr(edged, name, value)
-        configs.append(edged)
-    configs[-1].alternative_language_codes.append("fr-FR")
-    recognize = [
-        pb.RecognizeRequest(config=wav_config, audio=pb.RecognitionAudio(content=wav)),
-        pb.RecognizeRequest(config=config, audio=pb.RecognitionAudio(uri="/etc/passwd")),
-    ]
-    streaming = [pb.StreamingRecognizeRequest(audio_content=pcm)]
-    for index, edged in enumerate(configs):
-        content = (pcm, wav, pcm[:-1])[index % 3]
-        recognize.append(
-            pb.RecognizeRequest(config=edged, audio=pb.RecognitionAudio(content=content))
-        )
-        streaming.append(
-            pb.StreamingRecognizeRequest(
-                streaming_config=pb.StreamingRecognitionConfig(
-                    config=edged,
-                    interim_results=index % 2 == 0,
-                    single_utterance=index % 3 == 0,
-                    enable_voice_activity_events=index % 7 == 6,
-                )
-            )
-        )
-    # voice_activity_timeout (6) of StreamingRecognitionConfig: an unknown field.
-    streaming.append(
-        pb.StreamingRecognizeRequest.FromString(
-            streaming[1].SerializeToString()[:0] + b"\x0a\x04\x32\x02\x08\x01"
-        )
-    )
-    streaming.insert(0, streaming.pop(1))  # the valid config first
-    return (
-        tuple(m.SerializeToString() for m in recognize),
-        tuple(m.SerializeToString() for m in streaming),
-    )
-
-
 def build_targets(
     *, corpora_dir: str | Path, scratch_dir: str | Path, names: Sequence[str] = TARGETS
 ) -> dict[str, FuzzTarget]:
@@ -828,22 +394,24 @@ def build_targets(
     if {"recognize", "streaming"} & set(names):
         from google.protobuf.message import DecodeError
 
-        allowed = (_Aborted, DecodeError)
+        from asr.testing.servicer_fuzz import Aborted, ServicerDriver, servicer_seeds
         from server.generated import cloud_speech_pb2 as pb
 
-        recognize, streaming = _servicer_seeds(audio[0])
+        allowed = (Aborted, DecodeError)
+
+        recognize, streaming = servicer_seeds(audio[0])
         targets["recognize"] = FuzzTarget(
             "recognize",
             recognize,
             allowed,
-            _ServicerDriver("recognize", streaming[0]),
-            _proto_mutator(pb.RecognizeRequest),
+            ServicerDriver("recognize", streaming[0]),
+            proto_mutator(pb.RecognizeRequest),
         )
         targets["streaming"] = FuzzTarget(
             "streaming",
             streaming,
             allowed,
-            _ServicerDriver("streaming", streaming[0]),
-            _proto_mutator(pb.StreamingRecognizeRequest),
+            ServicerDriver("streaming", streaming[0]),
+            proto_mutator(pb.StreamingRecognizeRequest),
         )
     return {name: targets[name] for name in names}
