@@ -219,3 +219,21 @@ def test_faults_of_our_own_are_internal_and_free_the_slot(server, channel, monke
     monkeypatch.undo()
     assert good_stream(channel) == ["yes"]
     assert server.running.servicer.num_streams == 0 and scheduler.num_active == 0
+
+
+def test_memory_handed_back_after_a_burst():
+    from server.scheduler import BatchScheduler, SchedulerConfig, _malloc_trim
+
+    async def trims(peak: int) -> int:
+        scheduler = BatchScheduler(SchedulerConfig(trim_after_peak=3))
+        scheduler.start()
+        recognizer = FakeRecognizer()
+        slots = [scheduler.open(recognizer, sampling_rate=16000) for _ in range(peak)]
+        for slot in slots:
+            assert scheduler.memory_trims == 0  # never while a stream is open
+            scheduler.close(slot)
+        await scheduler.stop()  # the worker runs what was submitted before it stops
+        return scheduler.memory_trims
+
+    assert asyncio.run(trims(2)) == 0  # below the peak: no trim
+    assert asyncio.run(trims(3)) == (1 if _malloc_trim() is not None else 0)
