@@ -15,9 +15,9 @@ file. Layout::
       graph/            HCLG.fst or TLG.fst, ilabel_to_pdf.int, ilabel_to_phone.int,
                         words.txt, phones.txt, graph.json
 
-Sub-directories of the model dir (alignments, decode dirs, the graph) and
-training leftovers (checkpoints, logs) are not copied; the export loads the
-copied model to prove the bundle is complete.
+Sub-directories of the model dir (alignments, decode dirs, the graph), training
+leftovers (checkpoints, logs, histories, ``best.pt``) and plots are not copied; the
+export loads the copied model to prove the bundle is complete.
 
 >>> from asr.bundle import export_bundle, load_bundle  # doctest: +SKIP
 >>> export_bundle("exp/yesno/mono", graph_dir="exp/yesno/mono/graph",
@@ -68,7 +68,9 @@ _GRAPH_FILES = (
     "tokens.txt",
     "graph.json",
 )
-_SKIP_PREFIXES = ("checkpoint", "train_log", ".")
+# training leftovers: checkpoints, logs and histories (their wall-clock timings would make two
+# bundles of one model differ), best.pt (final.pt holds the same weights)
+_SKIP_PREFIXES = ("checkpoint", "train_log", "train_summary", "history.", "best.", ".")
 _SKIP_SUFFIXES = (".log", ".tmp", ".png")  # plots beside a model (alignment.png) are no part of it
 _PACKAGES = ("numpy", "torch", "kaldifst", "numba", "soundfile")
 
