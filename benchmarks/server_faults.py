@@ -49,13 +49,25 @@ import grpc
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from server_load import REPO, ServerProcess, corpus_wavs, pcm16, percentile, serve_command  # noqa: E402
+from server_load import (  # noqa: E402
+    LINEAR16,
+    REPO,
+    STREAM,
+    Clip,
+    ServerProcess,
+    audio_request,
+    config_request,
+    corpus_wavs,
+    load_clips,
+    pb,
+    pcm16,
+    percentile,
+    serve_command,
+    stream_once,
+    stream_requests,
+)  # fmt: skip
 
-from server.generated import cloud_speech_pb2 as pb  # noqa: E402
-
-STREAM = "/google.cloud.speech.v1.Speech/StreamingRecognize"
 RECOGNIZE = "/google.cloud.speech.v1.Speech/Recognize"
-LINEAR16 = pb.RecognitionConfig.AudioEncoding.LINEAR16
 OK, INVALID, OUT_OF_RANGE, EXHAUSTED = (
     "OK",
     "INVALID_ARGUMENT",
@@ -90,46 +102,7 @@ class FaultPlan:
     seed: int = 0
 
 
-@dataclass(frozen=True)
-class Clip:
-    pcm: bytes  # LINEAR16
-    sampling_rate: int
-
-    def chunks(self, chunk_s: float = 0.1) -> list[bytes]:
-        step = 2 * max(1, int(self.sampling_rate * chunk_s))
-        return [self.pcm[i : i + step] for i in range(0, len(self.pcm), step)]
-
-
-def load_clips(files: list[Path], *, clip_s: float, num: int) -> list[Clip]:
-    """``num`` clips of ``clip_s`` seconds cut from ``files`` (real audio, native rate)."""
-    from asr.audio import read_audio
-
-    clips = []
-    for path in files:
-        samples, rate = read_audio(path)
-        size = int(clip_s * rate)
-        for start in range(0, samples.size - size + 1, size):
-            clips.append(Clip(pcm16(samples[start : start + size]), rate))
-            if len(clips) == num:
-                return clips
-    if not clips:
-        raise SystemExit(f"no audio of {clip_s} s in {len(files)} files")
-    return clips
-
-
 # ---- requests as bytes
-
-
-def config_request(rate: int, *, encoding=LINEAR16, interim=False, **config) -> bytes:
-    streaming = pb.StreamingRecognitionConfig(
-        config=pb.RecognitionConfig(encoding=encoding, sample_rate_hertz=rate, **config),
-        interim_results=interim,
-    )
-    return pb.StreamingRecognizeRequest(streaming_config=streaming).SerializeToString()
-
-
-def audio_request(pcm: bytes) -> bytes:
-    return pb.StreamingRecognizeRequest(audio_content=pcm).SerializeToString()
 
 
 def _varint(value: int) -> bytes:
@@ -156,14 +129,6 @@ class Case:
     expected: str
     unary: bool = False
     gap_s: float = 0.0  # pause between requests (real-time pacing)
-
-
-def _pcm_chunks(pcm: bytes, rate: int, chunk_s: float = 0.1) -> list[bytes]:
-    return Clip(pcm, rate).chunks(chunk_s)
-
-
-def _stream(rate: int, pcm: bytes, *, chunk_s: float = 0.1, **config) -> list[bytes]:
-    return [config_request(rate, **config), *map(audio_request, _pcm_chunks(pcm, rate, chunk_s))]
 
 
 def _recognize(content: bytes, **config) -> bytes:
@@ -219,7 +184,7 @@ def malformed_cases(plan: FaultPlan, clips: list[Clip]) -> list[Case]:
         return [config_request(rate), *map(audio_request, chunks), b"\x0f" + garbage(50)], INVALID
 
     def empty_first_request():
-        return [b"", *_stream(rate, clip().pcm)], INVALID
+        return [b"", *stream_requests(rate, clip().pcm)], INVALID
 
     def audio_before_config():
         chunks = list(map(audio_request, clip().chunks()))
@@ -228,12 +193,12 @@ def malformed_cases(plan: FaultPlan, clips: list[Clip]) -> list[Case]:
         return [chunks[0], config_request(rate), *chunks[1:]], INVALID
 
     def second_config():
-        requests = _stream(rate, clip().pcm)
+        requests = stream_requests(rate, clip().pcm)
         requests.insert(int(rng.integers(1, len(requests) + 1)), config_request(rate))
         return requests, INVALID
 
     def odd_length_audio():
-        requests = _stream(rate, clip().pcm)
+        requests = stream_requests(rate, clip().pcm)
         odd = audio_request(silence(0.05) + b"\0")
         requests.insert(int(rng.integers(1, len(requests) + 1)), odd)
         return requests, INVALID
@@ -241,17 +206,17 @@ def malformed_cases(plan: FaultPlan, clips: list[Clip]) -> list[Case]:
     def unsupported_encoding():
         names = [n for n in enc.keys() if n != "LINEAR16"]  # noqa: SIM118 (proto enum)
         code = 99 if rng.random() < 0.1 else enc.Value(names[int(rng.integers(len(names)))])
-        return _stream(rate, clip().pcm, encoding=code), INVALID
+        return stream_requests(rate, clip().pcm, encoding=code), INVALID
 
     def bad_sample_rate():
         bad = [0, 1, 4000, 7999, 48001, 96000, 192000, -8000, 2**31 - 1, -(2**31)]
-        return _stream(int(bad[int(rng.integers(len(bad)))]), clip().pcm), INVALID
+        return stream_requests(int(bad[int(rng.integers(len(bad)))]), clip().pcm), INVALID
 
     def bad_config_field():
         pcm, k = clip().pcm, int(rng.integers(7))
         if k == 6:  # Google's speech_contexts (6), which we do not declare: an unknown field
             first = config_request(rate) + _field(1, _field(1, _field(6, b"")))
-            return [first, *map(audio_request, _pcm_chunks(pcm, rate))], INVALID
+            return [first, *map(audio_request, Clip(pcm, rate).chunks())], INVALID
         if k == 5:
             empty = pb.StreamingRecognizeRequest(streaming_config=pb.StreamingRecognitionConfig())
             return [empty.SerializeToString()], INVALID
@@ -259,11 +224,11 @@ def malformed_cases(plan: FaultPlan, clips: list[Clip]) -> list[Case]:
             {"audio_channel_count": 2}, {"max_alternatives": 31}, {"model": "no-such-model"},
             {"enable_automatic_punctuation": True}, {"alternative_language_codes": ["de-DE"]},
         ][k]  # fmt: skip
-        return _stream(rate, pcm, **fields), INVALID
+        return stream_requests(rate, pcm, **fields), INVALID
 
     def silence_over_max_duration():
         pcm = silence(plan.max_stream_s + float(rng.uniform(0.01, 1.0)))
-        return _stream(rate, pcm, chunk_s=1.0), OUT_OF_RANGE
+        return stream_requests(rate, pcm, chunk_s=1.0), OUT_OF_RANGE
 
     def oversized_audio_message():
         size = big + 2 * int(rng.integers(1, 32768))
@@ -316,16 +281,16 @@ def malformed_cases(plan: FaultPlan, clips: list[Clip]) -> list[Case]:
 
     def extreme_samples():
         pcm = _extreme_pcm(rng, int(rate * rng.uniform(0.3, 2.0)), clip())
-        return _stream(rate, pcm), OK
+        return stream_requests(rate, pcm), OK
 
     def silence_max_duration():
-        return _stream(rate, silence(plan.max_stream_s), chunk_s=1.0), OK
+        return stream_requests(rate, silence(plan.max_stream_s), chunk_s=1.0), OK
 
     def edge_sample_rates():
         new_rate = int([8000, 11025, 16000, 22050, 44100, 48000][int(rng.integers(6))])
         samples = np.frombuffer(clip().pcm, "<i2").astype(np.float32) / 32768
         pcm = pcm16(resample(samples, orig_rate=rate, new_rate=new_rate))
-        return _stream(new_rate, pcm), OK
+        return stream_requests(new_rate, pcm), OK
 
     def no_audio():
         k = int(rng.integers(3))
@@ -350,7 +315,9 @@ def malformed_cases(plan: FaultPlan, clips: list[Clip]) -> list[Case]:
         over = index % 2 == 1
         pcm = silence(plan.max_stream_s + (0.5 if over else 0.0))
         kind = "silence_realtime_over_max" if over else "silence_realtime_max"
-        cases.append(Case(kind, tuple(_stream(rate, pcm)), OUT_OF_RANGE if over else OK, gap_s=0.1))
+        cases.append(
+            Case(kind, tuple(stream_requests(rate, pcm)), OUT_OF_RANGE if over else OK, gap_s=0.1)
+        )
     return cases
 
 
@@ -421,25 +388,15 @@ class Probe:
         index = self._count % len(self.clips)
         self._count += 1
         clip = self.clips[index]
-        last_sent = [0.0]
-
-        async def requests():
-            yield config_request(clip.sampling_rate)
-            start = time.monotonic()
-            for k, chunk in enumerate(clip.chunks()):
-                await asyncio.sleep(max(0.0, start + 0.1 * k - time.monotonic()))
-                last_sent[0] = time.monotonic()
-                yield audio_request(chunk)
-
-        finals = []
+        requests = stream_requests(clip.sampling_rate, clip.pcm)
         try:
-            async for raw in self.channel.stream_stream(STREAM)(requests(), timeout=self.timeout_s):
-                response = pb.StreamingRecognizeResponse.FromString(raw)
-                finals += [r.alternatives[0].transcript for r in response.results if r.is_final]
+            finals, last_sent = await stream_once(
+                self.channel, requests, timeout_s=self.timeout_s, pace_s=0.1
+            )
         except grpc.aio.AioRpcError as err:
             self.errors.append(f"{phase}: {err.code().name}: {err.details()}")
             return
-        self.latency_ms.setdefault(phase, []).append(1000.0 * (time.monotonic() - last_sent[0]))
+        self.latency_ms.setdefault(phase, []).append(1000.0 * (time.monotonic() - last_sent))
         text = " ".join(finals)
         if self.transcripts.setdefault(index, text) != text:
             self.mismatches += 1
@@ -539,7 +496,7 @@ async def _vanish_one(address: str, channel, clip: Clip, how: str, delay_s: floa
 
 async def _kill_one(address: str, clip: Clip, mode: str, workdir: Path, index: int, rng) -> int:
     path = workdir / f"kill{index}.bin"
-    requests = _stream(clip.sampling_rate, clip.pcm, interim=True)
+    requests = stream_requests(clip.sampling_rate, clip.pcm, interim=True)
     path.write_bytes(b"".join(len(r).to_bytes(4, "little") + r for r in requests))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", KILL_CLIENT, address, str(path), mode,
@@ -642,7 +599,7 @@ async def burst_phase(address: str, clips: list[Clip], plan: FaultPlan) -> dict:
 
     def one(index: int) -> tuple[str, str]:
         clip = clips[index % len(clips)]
-        case = Case("burst", tuple(_stream(clip.sampling_rate, clip.pcm)), OK)
+        case = Case("burst", tuple(stream_requests(clip.sampling_rate, clip.pcm)), OK)
         code, details = run_case(channels[index], case, plan.call_timeout_s, release)
         if code == EXHAUSTED:
             rejected.append(index)
@@ -754,7 +711,7 @@ async def run_faults(address: str, clips: list[Clip], plan: FaultPlan, server=No
         probe = Probe(probe_channel, clips, concurrency=plan.probe_concurrency,
                       timeout_s=plan.call_timeout_s)  # fmt: skip
         await probe.batch(plan.probe_concurrency, "warmup")
-        await call(Case("warmup", tuple(_stream(8000, b"\0" * 800)), OK))
+        await call(Case("warmup", tuple(stream_requests(8000, b"\0" * 800)), OK))
         await _idle(server)
         baseline = (
             {"fds": server.fd_count(), "threads": server.thread_count(), "rss_mb": server.rss_mb()}

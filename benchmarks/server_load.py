@@ -17,8 +17,8 @@ real-time pace (staggered starts), and prints one JSON object:
     python benchmarks/server_load.py --model exp/an4/tri2/bundle --streams 32 --json
     python benchmarks/server_load.py --server 127.0.0.1:50051 --streams 8 --seconds 20
 
-The server-process helpers here (:func:`serve_command`, :class:`ServerProcess`,
-:func:`corpus_wavs`, :func:`pcm16`, the ``/proc`` readers) are shared with
+The helpers here (:func:`serve_command`, :class:`ServerProcess`, the ``/proc`` readers,
+:func:`corpus_wavs`, :class:`Clip`, requests as bytes, :func:`stream_once`) are shared with
 ``server_faults.py`` and ``server_soak.py``.
 """
 
@@ -34,13 +34,18 @@ import sys
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from server.generated import cloud_speech_pb2 as pb  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
+STREAM = "/google.cloud.speech.v1.Speech/StreamingRecognize"
+LINEAR16 = pb.RecognitionConfig.AudioEncoding.LINEAR16
 
 
 def corpus_wavs(corpus: Path, limit: int) -> list[Path]:
@@ -59,6 +64,75 @@ def an4_files(corpus: Path, limit: int) -> list[Path]:
 def pcm16(samples: np.ndarray) -> bytes:
     """float32 samples in [-1, 1] -> LINEAR16 (little-endian int16) bytes."""
     return (np.clip(samples, -1, 32767 / 32768) * 32768).astype("<i2").tobytes()
+
+
+@dataclass(frozen=True)
+class Clip:
+    pcm: bytes  # LINEAR16
+    sampling_rate: int
+
+    def chunks(self, chunk_s: float = 0.1) -> list[bytes]:
+        step = 2 * max(1, int(self.sampling_rate * chunk_s))
+        return [self.pcm[i : i + step] for i in range(0, len(self.pcm), step)]
+
+
+def load_clips(files: list[Path], *, clip_s: float, num: int) -> list[Clip]:
+    """``num`` clips of ``clip_s`` seconds cut from ``files`` (real audio, native rate)."""
+    from asr.audio import read_audio
+
+    clips = []
+    for path in files:
+        samples, rate = read_audio(path)
+        size = int(clip_s * rate)
+        for start in range(0, samples.size - size + 1, size):
+            clips.append(Clip(pcm16(samples[start : start + size]), rate))
+            if len(clips) == num:
+                return clips
+    if not clips:
+        raise SystemExit(f"no audio of {clip_s} s in {len(files)} files")
+    return clips
+
+
+def config_request(rate: int, *, encoding=LINEAR16, interim=False, **config) -> bytes:
+    """A serialized first StreamingRecognizeRequest (``config``: RecognitionConfig fields)."""
+    streaming = pb.StreamingRecognitionConfig(
+        config=pb.RecognitionConfig(encoding=encoding, sample_rate_hertz=rate, **config),
+        interim_results=interim,
+    )
+    return pb.StreamingRecognizeRequest(streaming_config=streaming).SerializeToString()
+
+
+def audio_request(pcm: bytes) -> bytes:
+    return pb.StreamingRecognizeRequest(audio_content=pcm).SerializeToString()
+
+
+def stream_requests(rate: int, pcm: bytes, *, chunk_s: float = 0.1, **config) -> list[bytes]:
+    """The config request, then ``pcm`` in ``chunk_s`` chunks (all serialized)."""
+    chunks = Clip(pcm, rate).chunks(chunk_s)
+    return [config_request(rate, **config), *map(audio_request, chunks)]
+
+
+async def stream_once(channel, requests, *, timeout_s: float, pace_s: float = 0.0):
+    """One StreamingRecognize call on a ``grpc.aio`` channel: ``requests`` (bytes), the
+    second one on sent ``pace_s`` apart (0: as fast as they go) -> (final transcripts,
+    monotonic time the last request was sent). Raises ``grpc.aio.AioRpcError``."""
+    last_sent = [0.0]
+
+    async def paced():
+        start = time.monotonic()
+        for index, request in enumerate(requests):
+            if index > 1 and pace_s:
+                await asyncio.sleep(max(0.0, start + pace_s * (index - 1) - time.monotonic()))
+            if index == 1:
+                start = time.monotonic()
+            last_sent[0] = time.monotonic()
+            yield request
+
+    finals = []
+    async for raw in channel.stream_stream(STREAM)(paced(), timeout=timeout_s):
+        response = pb.StreamingRecognizeResponse.FromString(raw)
+        finals += [r.alternatives[0].transcript for r in response.results if r.is_final]
+    return finals, last_sent[0]
 
 
 def serve_command(
@@ -265,7 +339,6 @@ def percentile(values, q):
 async def run_load(address, args, files):
     import grpc
 
-    from server.generated import cloud_speech_pb2 as pb
     from server.generated import cloud_speech_pb2_grpc as pb_grpc
 
     stats = {"interim": [], "final": [], "errors": 0, "files": 0, "error_messages": []}

@@ -35,11 +35,16 @@ import grpc
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from server_load import REPO, ServerProcess, corpus_wavs, pcm16, serve_command  # noqa: E402
+from server_load import (  # noqa: E402
+    REPO,
+    ServerProcess,
+    corpus_wavs,
+    pcm16,
+    serve_command,
+    stream_once,
+    stream_requests,
+)  # fmt: skip
 
-from server.generated import cloud_speech_pb2 as pb  # noqa: E402
-
-STREAM = "/google.cloud.speech.v1.Speech/StreamingRecognize"
 LOCAL = [("grpc.use_local_subchannel_pool", 1)]  # a channel with its own TCP connection
 
 
@@ -66,18 +71,7 @@ def short_streams(files: list[Path], *, num: int, seed: int = 0) -> list[tuple[b
         samples, rate = audio[index % len(audio)]
         size = int(rate * rng.uniform(0.5, 1.0))
         start = int(rng.integers(0, max(1, samples.size - size)))
-        pcm, step = pcm16(samples[start : start + size]), rate // 10 * 2
-        config = pb.StreamingRecognitionConfig(
-            config=pb.RecognitionConfig(
-                encoding=pb.RecognitionConfig.AudioEncoding.LINEAR16, sample_rate_hertz=rate
-            )
-        )
-        requests = [pb.StreamingRecognizeRequest(streaming_config=config).SerializeToString()]
-        requests += [
-            pb.StreamingRecognizeRequest(audio_content=pcm[i : i + step]).SerializeToString()
-            for i in range(0, len(pcm), step)
-        ]
-        streams.append(tuple(requests))
+        streams.append(tuple(stream_requests(rate, pcm16(samples[start : start + size]))))
     return streams
 
 
@@ -102,17 +96,10 @@ class Soak:
 
     async def one(self, channel, index: int, phase: str) -> None:
         key = index % len(self.streams)
-
-        async def requests():
-            for request in self.streams[key]:
-                yield request
-
-        finals = []
         try:
-            call = channel.stream_stream(STREAM)(requests(), timeout=self.plan.call_timeout_s)
-            async for raw in call:
-                response = pb.StreamingRecognizeResponse.FromString(raw)
-                finals += [r.alternatives[0].transcript for r in response.results if r.is_final]
+            finals, _ = await stream_once(
+                channel, self.streams[key], timeout_s=self.plan.call_timeout_s
+            )
         except grpc.aio.AioRpcError as err:
             self.errors.append(f"{phase} #{index}: {err.code().name}: {err.details()}")
         else:

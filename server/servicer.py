@@ -350,6 +350,8 @@ class SpeechServicer(pb_grpc.SpeechServicer):
             return
         except _Invalid as err:
             failure.append(err)
+        except grpc.aio.AbortError:
+            return  # the call was ended (aborted) while we were reading: nothing to report
         except Exception as err:  # the transport failed under us: end the stream, never hang
             logger.warning("reading a stream's requests failed: %r", err)
             failure.append(
