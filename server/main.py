@@ -76,6 +76,7 @@ class ServerConfig:
     max_streams: int = 64
     max_message_bytes: int = 10 * 1024 * 1024
     max_stream_duration_s: float = 305.0
+    max_stream_wall_s: float | None = None  # None: max(2x, +30 s) of max_stream_duration_s
     grace_s: float = 30.0
     drain_s: float = 0.0  # at shutdown: NOT_SERVING this long before refusing new calls
     stats_interval_s: float = 0.0  # > 0: log a JSON stats line this often
@@ -96,6 +97,8 @@ class ServerConfig:
             raise ServerError(f"max_streams must be >= 1, got {self.max_streams}")
         if self.max_message_bytes < 1024:
             raise ServerError(f"max_message_bytes must be >= 1024, got {self.max_message_bytes}")
+        if self.max_stream_wall_s is not None and not self.max_stream_wall_s > 0:
+            raise ServerError(f"max_stream_wall_s must be > 0, got {self.max_stream_wall_s}")
         if not self.max_stream_duration_s > 0:
             raise ServerError(
                 f"max_stream_duration_s must be > 0, got {self.max_stream_duration_s}"
@@ -262,7 +265,9 @@ async def start_server(recognizers: Mapping[str, Any], config: ServerConfig | No
         )
     scheduler = BatchScheduler(config.scheduler)
     limits = ServicerLimits(
-        max_streams=config.max_streams, max_stream_duration_s=config.max_stream_duration_s
+        max_streams=config.max_streams,
+        max_stream_duration_s=config.max_stream_duration_s,
+        max_stream_wall_s=config.max_stream_wall_s,
     )
     servicer = SpeechServicer(recognizers, scheduler, limits)
     server = grpc.aio.server(

@@ -510,6 +510,12 @@ def test_asr_serve_config_from_args(certs, monkeypatch):
         config_from_args(serve_args(), environ={"ASR_AUTH_TOKEN": "short"})
     config = config_from_args(serve_args("--host", "0.0.0.0", "--insecure-allow-remote"), {})
     assert config.insecure_allow_remote
+    # the wall-clock limit of a stream: default None (the servicer's 2x rule), or given
+    assert config_from_args(serve_args(), {}).max_stream_wall_s is None
+    config = config_from_args(serve_args("--max-stream-wall-s", "12"), {})
+    assert config.max_stream_wall_s == 12.0
+    with pytest.raises(ServerError, match="max_stream_wall_s"):
+        config_from_args(serve_args("--max-stream-wall-s", "0"), {})
 
 
 def test_asr_serve_help_shows_security_and_limit_defaults(capsys):

@@ -91,6 +91,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="seconds of audio per stream or Recognize call, then OUT_OF_RANGE (default 305)",
     )  # fmt: skip
     limits.add_argument(
+        "--max-stream-wall-s", type=float, default=None, metavar="S",
+        help="wall-clock seconds a stream may stay open (slow or idle clients), then "
+        "OUT_OF_RANGE (default: the larger of 2x and 30 s more than --max-stream-s: 610)",
+    )  # fmt: skip
+    limits.add_argument(
         "--grace-s", type=float, default=30.0, metavar="S",
         help="at shutdown, time for streams in flight to finish (default 30)",
     )  # fmt: skip
@@ -154,6 +159,7 @@ def config_from_args(args: argparse.Namespace, environ=None):
         max_streams=args.max_streams,
         max_message_bytes=int(args.max_message_mb * 1024 * 1024),
         max_stream_duration_s=args.max_stream_s,
+        max_stream_wall_s=args.max_stream_wall_s,
         grace_s=args.grace_s,
         stats_interval_s=args.stats_interval,
         scheduler=SchedulerConfig(tick_s=args.tick_ms / 1000.0),
