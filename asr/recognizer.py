@@ -138,7 +138,11 @@ class Recognizer:
         )
         self.feature_pipeline = bundle.feature_pipeline
         self.front_end = bundle.feature_pipeline.base_config()
-        self.frame_shift_s = float(self.front_end.frame_shift_ms) / 1000.0
+        # seconds per decoded frame: a subsampling CTC model emits one per `subsampling` inputs
+        self.frame_shift_s = (
+            float(self.front_end.frame_shift_ms) / 1000.0
+            * int(getattr(acoustic_model, "subsampling", 1))
+        )  # fmt: skip
         self.word_symbols = read_symbol_table(bundle.graph_dir / "words.txt")
         phone_map = bundle.graph_dir / "ilabel_to_phone.int"
         if phone_map.is_file():

@@ -105,5 +105,20 @@ def test_ctc_trains_on_lexicon_tokens_and_decodes_through_tlg(yesno):
     # measured with these settings on data/yesno: 0.42 % (1 deletion; CTC leaves its blank
     # plateau only after ~28 epochs, ~100 s on an idle 2-core CPU, hence slow)
     assert _wer(ctc / "decode_test") <= 2.0
+    # a subsampling model: one decoded frame per 2 inputs, so seconds = frames x 2 x 10 ms
+    import soundfile as sf
+
+    from asr.bundle import export_bundle
+    from asr.data import read_kaldi_map
+    from asr.recognizer import Recognizer
+
+    wavs = read_kaldi_map(data / "test" / "wav.scp")
+    seconds = sum(sf.info(path).duration for path in wavs.values())
+    decoded = json.loads((ctc / "decode_test" / "decode.json").read_text())["audio_seconds"]
+    assert decoded == pytest.approx(seconds, rel=0.01)
+    bundle = export_bundle(ctc, graph_dir=ctc / "graph", out_dir=ctc / "bundle")
+    result = Recognizer.from_dir(bundle.root).transcribe(next(iter(wavs.values())))
+    assert result.words and result.words[-1].end <= result.duration_s
+    assert result.words[-1].start > 0.5 * result.duration_s  # the 8 words span the file
     table = run_cli(["results", str(exp)])
     assert "| ctc |" in table

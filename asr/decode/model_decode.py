@@ -380,7 +380,7 @@ def decode_data_dir(
         wer=wer,
         summary_line=summary_line,
         wer_by_scale=wer_by_scale,
-        audio_seconds=num_frames * frame_shift_ms / 1000.0,
+        audio_seconds=num_frames * frame_shift_ms * getattr(model, "subsampling", 1) / 1000.0,
         wall_seconds=time.perf_counter() - start,
         likelihood_seconds=sum(j.likelihood_seconds for j in job_results),
         search_seconds=sum(j.search_seconds for j in job_results),
