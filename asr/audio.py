@@ -47,9 +47,11 @@ _STREAMING_SIZE_PLACEHOLDER = 0x7FFFF000
 # libsndfile subtypes read through int16 (8-bit is scaled up to 16 by libsndfile).
 _INT16_SUBTYPES = frozenset({"PCM_16", "PCM_S8", "PCM_U8"})
 _SOXR_QUALITY = "HQ"
-# read_audio refuses to upsample by more than this: a corrupt header's 1 Hz rate would turn
-# a 100 kB file into gigabytes of samples at 16 kHz.
+# read_audio refuses to resample by more than these factors: a corrupt header's 1 Hz rate
+# would turn a 100 kB file into gigabytes of samples at 16 kHz, and its 1 GHz rate would
+# take soxr seconds (its filter grows with the ratio: 4 s for 1.07 GHz -> 16 kHz).
 _MAX_UPSAMPLING = 64
+_MAX_DOWNSAMPLING = 1000
 # Samples (frames x channels) decoded per read: 4 Mi values (16 MB of float32) at most.
 _READ_BLOCK_VALUES = 1 << 22
 
@@ -160,7 +162,7 @@ def read_audio(
       ``channel=k`` keeps channel ``k`` (0-based) only.
     - ``sampling_rate``: when given and different from the file's, the
       samples are resampled (see :func:`resample`) and that rate is returned;
-      upsampling by more than 64x (a corrupt header) raises.
+      resampling by more than 64x up or 1000x down (a corrupt header) raises.
     """
     path = Path(path)
     if sampling_rate is not None:
@@ -173,10 +175,13 @@ def read_audio(
     with _open(path) as snd:
         rate, num_channels, num_samples = snd.samplerate, snd.channels, snd.frames
         _check_header(path, sampling_rate=rate, num_channels=num_channels, num_samples=num_samples)
-        if sampling_rate is not None and sampling_rate > rate * _MAX_UPSAMPLING:
+        if sampling_rate is not None and not (
+            rate <= sampling_rate * _MAX_DOWNSAMPLING and sampling_rate <= rate * _MAX_UPSAMPLING
+        ):
             raise AudioError(
                 f"{path}: cannot resample {rate} Hz audio to {sampling_rate} Hz (more than "
-                f"{_MAX_UPSAMPLING}x upsampling; is the header's sampling rate corrupt?)"
+                f"{_MAX_UPSAMPLING}x up or {_MAX_DOWNSAMPLING}x down; is the header's sampling "
+                "rate corrupt?)"
             )
         if channel is not None and not 0 <= channel < num_channels:
             raise AudioError(

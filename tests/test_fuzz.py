@@ -248,16 +248,20 @@ def test_data_dir_with_segments_is_rejected(tmp_path):
         validate_data_dir(tmp_path, check_audio=False)
 
 
-def test_resampling_a_1_hz_header_is_refused(tmp_path):
-    """A header rate of 1 Hz, read at 16 kHz: was 16000x the samples (3.2 GB for a 100 kB
-    file, or MemoryError); now refused before decoding."""
-    path = tmp_path / "slow.wav"
-    sf.write(path, np.zeros(50_000, np.int16), 1000)
+@pytest.mark.parametrize(
+    ("header_rate", "was"),
+    [(1, "16000x the samples: 3.2 GB for a 100 kB file"), (0x40001F40, "4.3 s in soxr")],
+)
+def test_resampling_a_corrupt_header_rate_is_refused(tmp_path, header_rate, was):
+    """A header rate of 1 Hz or 1.07 GHz (fuzz input 1929), read at 16 kHz: refused before
+    decoding."""
+    path = tmp_path / "odd.wav"
+    sf.write(path, np.zeros(50_000, np.int16), 8000)
     data = bytearray(path.read_bytes())
-    data[24:28] = struct.pack("<I", 1)  # the fmt chunk's sample rate
+    data[24:28] = struct.pack("<I", header_rate)  # the fmt chunk's sample rate
     path.write_bytes(bytes(data))
-    assert read_audio(path)[1] == 1
-    with pytest.raises(AudioError, match=r"slow\.wav: cannot resample 1 Hz audio to 16000 Hz"):
+    assert read_audio(path)[1] == header_rate
+    with pytest.raises(AudioError, match=rf"odd\.wav: cannot resample {header_rate} Hz audio"):
         read_audio(path, sampling_rate=16000)
 
 
