@@ -192,7 +192,8 @@ class SpeechServicer(pb_grpc.SpeechServicer):
         name = config.model or self.default_model
         if name not in self.recognizers:
             raise _invalid(
-                f"unknown model {config.model!r}; this server has: {', '.join(self.recognizers)}"
+                f"unknown model {_clip(config.model)}; this server has: "
+                f"{', '.join(self.recognizers)}"
             )
         return self.recognizers[name]
 
@@ -224,12 +225,12 @@ class SpeechServicer(pb_grpc.SpeechServicer):
                 return pb.RecognizeResponse()
             result = await self.scheduler.transcribe(recognizer, samples, sampling_rate=rate)
         except _Invalid as err:
-            await context.abort(err.code, err.message)
+            await context.abort(err.code, _details(err.message))
         except AsrError as err:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _details(str(err)))
         except Exception as err:  # a fault of ours: INTERNAL, logged, the server keeps serving
             logger.exception("Recognize failed")
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {err}")
+            await context.abort(grpc.StatusCode.INTERNAL, _details(f"internal error: {err}"))
         response = pb.RecognizeResponse()
         _duration(response.total_billed_time, duration_s)
         if result.text:
@@ -279,12 +280,12 @@ class SpeechServicer(pb_grpc.SpeechServicer):
                     if response is not None:
                         yield response
             except _Invalid as err:
-                await context.abort(err.code, err.message)
+                await context.abort(err.code, _details(err.message))
             except AsrError as err:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _details(str(err)))
             except Exception as err:  # a fault of ours: INTERNAL, logged, the slot is freed
                 logger.exception("StreamingRecognize failed")
-                await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {err}")
+                await context.abort(grpc.StatusCode.INTERNAL, _details(f"internal error: {err}"))
         finally:
             self._num_streams -= 1
             if reader is not None and not reader.done():
@@ -385,12 +386,30 @@ def add_servicer(servicer: SpeechServicer, server: grpc.aio.Server) -> None:
 # ---- message helpers
 
 
+#: Longest status details we send: gRPC carries them in a header (16 KiB limit by default),
+#: and a message that echoes request data must not outgrow it.
+MAX_DETAILS_CHARS = 1024
+
+
+def _details(message: str) -> str:
+    if len(message) <= MAX_DETAILS_CHARS:
+        return message
+    return message[: MAX_DETAILS_CHARS - 30] + f"... ({len(message)} characters)"
+
+
+def _clip(value: str, limit: int = 64) -> str:
+    """``repr`` of a client-supplied string, at most ``limit`` characters of it."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} chars)"
+
+
 def _reject_unknown(message, name: str) -> None:
     fields = unknown_fields.UnknownFieldSet(message)
     if len(fields):
         names = _UNDECLARED_FIELDS.get(name, {})
         numbers = sorted({f.field_number for f in fields})
-        what = ", ".join(f"{names.get(n, 'field')} ({n})" for n in numbers)
+        what = ", ".join(f"{names.get(n, 'field')} ({n})" for n in numbers[:8])
+        if len(numbers) > 8:
+            what += f" and {len(numbers) - 8} more"
         raise _invalid(f"{name}: unsupported field(s) {what}")
 
 
