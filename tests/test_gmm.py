@@ -142,6 +142,11 @@ def test_pdf_subset_and_chunking_agree_with_full(monkeypatch):
     full = gmm.log_likelihoods(feats)
     subset = torch.tensor([3, 1, 1, 4])
     torch.testing.assert_close(gmm.log_likelihoods(feats, subset), full[:, subset])
+    # very different widths (a silence-like pdf of 40 Gaussians): grouped, not padded to 40
+    wide = make_gmm(*random_params([1, 40, 2, 3, 17], dim=6, seed=6))
+    wide_full = wide.log_likelihoods(feats)
+    subset = torch.tensor([4, 0, 1, 3, 1, 2])
+    torch.testing.assert_close(wide.log_likelihoods(feats, subset), wide_full[:, subset])
     monkeypatch.setattr(diag_gmm_mod, "_MAX_CHUNK_ELEMENTS", 14 * 7)  # 7 frames per chunk
     torch.testing.assert_close(gmm.log_likelihoods(feats), full)
     # direct per-Gaussian formula, summed per pdf, is the same

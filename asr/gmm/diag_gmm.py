@@ -303,21 +303,37 @@ class DiagGmmSet:
         return out
 
     def _subset_log_likelihoods(self, feats: torch.Tensor, pdf_ids: torch.Tensor) -> torch.Tensor:
-        """Like :meth:`_log_likelihoods_chunk` for the columns of ``pdf_ids`` only: pdfs padded
-        to the widest one's Gaussian count with ``-inf`` biases, laid out rank-major, so the
-        logsumexp is the same few in-place passes (no masked_fill / torch.logsumexp)."""
+        """Like :meth:`_log_likelihoods_chunk` for the columns of ``pdf_ids`` only. The pdfs
+        are grouped by the power of two at or above their Gaussian count; within a group they
+        are padded to its widest pdf with ``-inf`` biases, laid out rank-major, so each
+        logsumexp is a few in-place passes (no masked_fill / torch.logsumexp) and padding
+        at most doubles the work (one 1,000-Gaussian silence pdf among 15-Gaussian ones
+        padded them all to 1,000 before)."""
         num_ids = pdf_ids.numel()
+        out = torch.empty(feats.shape[0], num_ids, dtype=torch.float32, device=self.device)
         if num_ids == 0:
-            return torch.empty(feats.shape[0], 0, dtype=torch.float32, device=self.device)
+            return out
+        x = feats.to(self.compute_dtype) - self._center
+        stats = torch.cat([x, x * x], 1)
         counts = self._gauss_counts[pdf_ids]
+        bucket = torch.ceil(torch.log2(counts.to(torch.float64))).to(torch.int64)
+        for value in torch.unique(bucket).tolist():
+            where = torch.nonzero(bucket == value).flatten()
+            out[:, where] = self._padded_log_likelihoods(stats, pdf_ids[where], counts[where])
+        return out
+
+    def _padded_log_likelihoods(
+        self, stats: torch.Tensor, pdf_ids: torch.Tensor, counts: torch.Tensor
+    ) -> torch.Tensor:
+        """``stats: (num_frames, 2 * dim)`` centred ``[x, x^2]`` -> ``(num_frames, num_ids)``."""
+        num_ids = pdf_ids.numel()
         width = int(counts.max())
         rank = torch.arange(width, device=self.device)[:, None]  # (width, 1)
         valid = (rank < counts[None, :]).flatten()  # (width * num_ids,), rank-major
         gauss = (self.pdf_offsets[pdf_ids][None, :] + rank).clamp(max=self.num_gauss - 1)
         cols = self._col_of_gauss[gauss.flatten()]
         bias = self._score_gconst[cols].masked_fill(~valid, -math.inf)
-        x = feats.to(self.compute_dtype) - self._center
-        scores = torch.addmm(bias, torch.cat([x, x * x], 1), self._projection_rows[cols].T)
+        scores = torch.addmm(bias, stats, self._projection_rows[cols].T)
         scores = scores.view(-1, width, num_ids)
         if width == 1:
             return scores[:, 0].float()
