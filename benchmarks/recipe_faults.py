@@ -10,8 +10,8 @@ is never touched:
 2. **faulted**: stage by stage in a second root: start the stage in its own process group,
    SIGKILL the group at a uniformly random time within the stage's reference duration
    (``--kills-per-stage`` times, each run starting from what the previous kill left; a run
-   that ends before its kill time is retried, twice at most, with a time drawn within that
-   shorter run), then run the stage to completion and compare each of its outputs with the reference. The next
+   that ends before its kill time is undone from a copy of the root and retried, twice at
+   most, with a time drawn within that run's own duration), then run the stage to completion and compare each of its outputs with the reference. The next
    stage then starts (with its own kills) from there, so the faulted root has run the whole
    recipe from each killed stage to the end.
 
@@ -329,7 +329,9 @@ def faulted_run(root: Path, ref_root: Path, args, stages, ref: dict, log: Path) 
         kills = []
         for _ in range(args.kills_per_stage):
             limit = duration
-            for attempt in range(1, 4):  # a run that ends before its kill time: try again
+            backup = root.with_name(root.name + ".before_kill")
+            shutil.copytree(root, backup, symlinks=True)  # copy2 keeps the mtimes
+            for attempt in range(1, 4):
                 before = snapshot(root)
                 after_s = rng.uniform(0.03, 0.97) * limit
                 kill = killed_run(root, args.recipe, args.corpus_dir, stage, after_s, log)
@@ -337,7 +339,12 @@ def faulted_run(root: Path, ref_root: Path, args, stages, ref: dict, log: Path) 
                 kill.update(check_after_kill(written, root, ref_root, ref_files), attempt=attempt)
                 if kill["killed"]:
                     break
-                limit = kill["seconds"]  # a resumed or up-to-date run is shorter
+                # The run ended before its kill time (this machine ran faster than during the
+                # reference): start again from the same state, with a time inside that run.
+                limit = kill["seconds"]
+                shutil.rmtree(root)
+                shutil.copytree(backup, root, symlinks=True)
+            shutil.rmtree(backup)
             kills.append(kill)
         rerun = run_stage(root, args.recipe, args.corpus_dir, stage, log)
         record = compare_outputs(ref[stage]["outputs"], ref_root, root)
