@@ -183,6 +183,7 @@ class _Job:
     failed: bool = False
     ended: bool = False  # single utterance over: later units are dropped
     done_samples: int = 0
+    delivered: bool = False  # its events already went out (finishing jobs, before the batch)
 
     @property
     def num_samples(self) -> int:
@@ -349,8 +350,13 @@ class BatchScheduler:
         if not jobs:
             return
         start = time.perf_counter()
+        loop = asyncio.get_running_loop()
+
+        def deliver_early(done: list[_Job]) -> None:  # worker thread -> event loop
+            loop.call_soon_threadsafe(self._deliver, done)
+
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._compute, jobs)
+            await loop.run_in_executor(self._executor, self._compute, jobs, deliver_early)
         except Exception as err:  # the worker itself failed: fail the batch, keep serving
             for job in jobs:
                 job.events = [_error(f"internal error: {err}", internal=True)]
@@ -402,13 +408,20 @@ class BatchScheduler:
         return jobs
 
     def _dispatch(self, jobs: list[_Job], *, elapsed: float) -> None:
-        now = time.monotonic()
         audio_s = sum(job.num_samples / job.slot.sampling_rate for job in jobs)
         with self._stats_lock:
             self.num_batches += 1
             self.compute_s += elapsed
             self.audio_s += audio_s
+        self._deliver(jobs)
+
+    def _deliver(self, jobs: list[_Job]) -> None:
+        """Event loop: hand each job's events to its stream (once), recording latencies."""
+        jobs = [job for job in jobs if not job.delivered]
+        now = time.monotonic()
+        with self._stats_lock:
             for job in jobs:
+                job.delivered = True
                 for event in job.events:
                     if event.kind == "interim" and job.oldest_arrival is not None:
                         self.interim_latency.add(1000.0 * (now - job.oldest_arrival))
@@ -425,7 +438,18 @@ class BatchScheduler:
 
     # ---- the worker thread
 
-    def _compute(self, jobs: list[_Job]) -> None:
+    def _compute(self, jobs: list[_Job], deliver_early=None) -> None:
+        """The streams whose client has finished first (their final results go out through
+        ``deliver_early`` before the rest of the batch is computed: the final latency users
+        wait for does not include the other streams' work), then the others."""
+        finishing = [job for job in jobs if job.finish]
+        others = [job for job in jobs if not job.finish]
+        self._compute_group(finishing)
+        if finishing and others and deliver_early is not None:
+            deliver_early(finishing)
+        self._compute_group(others)
+
+    def _compute_group(self, jobs: list[_Job]) -> None:
         """Rounds of one unit per stream: features, one scoring call per model, decoder steps."""
         num_rounds = max((len(job.units) for job in jobs), default=0)
         for index in range(num_rounds):

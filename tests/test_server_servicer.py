@@ -356,3 +356,44 @@ def test_graceful_shutdown_finishes_streams_in_flight():
     channel.close()
     srv.loop.call_soon_threadsafe(srv.loop.stop)
     srv.thread.join(10)
+
+
+def test_finishing_streams_get_their_final_before_the_rest_of_the_batch():
+    """A stream whose client has half-closed is computed first in its batch and its final
+    goes out before the other streams' (here: deliberately slow) work is done."""
+    import asyncio
+    import threading
+
+    from test_server_fakes import FakeStream
+
+    from server.scheduler import BatchScheduler, SchedulerConfig
+
+    slow_done = threading.Event()
+
+    class SlowStream(FakeStream):
+        def accept_samples(self, samples, *, sampling_rate=None):
+            time.sleep(0.3)
+            slow_done.set()
+            return super().accept_samples(samples, sampling_rate=sampling_rate)
+
+    class SlowRecognizer(FakeRecognizer):
+        def stream(self):
+            return SlowStream(self.acoustic_model)
+
+    async def scenario() -> tuple[bool, str]:
+        scheduler = BatchScheduler(SchedulerConfig(tick_s=0.0))
+        scheduler.start()
+        quick = scheduler.open(FakeRecognizer(), sampling_rate=RATE)
+        slow = scheduler.open(SlowRecognizer(), sampling_rate=RATE)
+        scheduler.push(quick, bursts([(0.05, 0.35)], 0.45))  # within one tick (max_chunk_s)
+        scheduler.push(slow, bursts([(0.1, 0.5)], 0.3))
+        scheduler.finish(quick)  # one batch: quick finishing, slow still streaming
+        kinds = []
+        while (event := await quick.events.get()).kind != "done":
+            kinds.append(event.kind)
+        before_slow_work = not slow_done.is_set()
+        await scheduler.stop()
+        return before_slow_work, " ".join(kinds)
+
+    before_slow_work, kinds = asyncio.run(scenario())
+    assert kinds == "final" and before_slow_work
