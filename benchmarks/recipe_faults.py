@@ -411,7 +411,10 @@ def main() -> None:
     parser.add_argument("--recipe", default="yesno")
     parser.add_argument("--kills-per-stage", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="seeds the kill times")
-    parser.add_argument("--stages", default=None, help="e.g. 0-6 or 0-6,11 (default: all)")
+    parser.add_argument(
+        "--stages", default=None,
+        help="e.g. 0-6 or 0-6,11 (default: all); earlier stages run first, unkilled",
+    )  # fmt: skip
     parser.add_argument(
         "--reference-runs", type=int, choices=(1, 2), default=1,
         help="2: a second uninterrupted run, compared with the first (determinism)",
@@ -422,19 +425,28 @@ def main() -> None:
     args = parser.parse_args()
     args.corpus_dir = args.corpus_dir.resolve()
     stages = _parse_stages(args.stages, recipe_stages(args.recipe))
+    # the stages before the first chosen one run uninterrupted in every root, uncompared
+    setup = [s for s in recipe_stages(args.recipe) if s < stages[0]]
     work = Path(tempfile.mkdtemp(prefix="recipe_faults.", dir=args.work_dir))
     start = time.perf_counter()
+
+    def new_root(name: str) -> Path:
+        root = make_root(work, name)
+        if setup:
+            reference_run(root, args, setup, work / f"{name}.setup.log")
+        return root
+
     try:
-        ref_root = make_root(work, "reference")
+        ref_root = new_root("reference")
         ref = reference_run(ref_root, args, stages, work / "reference.log")
         determinism = None
         if args.reference_runs == 2:
-            ref2_root = make_root(work, "reference2")
+            ref2_root = new_root("reference2")
             reference_run(ref2_root, args, stages, work / "reference2.log")
             determinism = {
                 s: compare_outputs(ref[s]["outputs"], ref_root, ref2_root) for s in stages
             }
-        got_root = make_root(work, "faulted")
+        got_root = new_root("faulted")
         faulted = faulted_run(got_root, ref_root, args, stages, ref, work / "faulted.log")
     finally:
         if not args.keep:
