@@ -33,9 +33,10 @@ command -v asr >/dev/null 2>&1 || { echo "$0: the 'asr' command is not installed
 # decode_model MODEL SELECT_SET SCALES [OTHER_SET...]: graph exp/MODEL/graph must exist. Decodes
 # SELECT_SET at each acoustic scale in SCALES (comma-separated; the best on SELECT_SET is kept),
 # then every OTHER_SET that exists at that scale.
-# Beam 12 / max-active 2000: on AN4 dev the same WER as 13 / 7000 for mono, tri1, tri2 and
-# dnn at 1.3-1.8x less decoding time; the bundles (stage 20) inherit them from decode.json.
-decode_opts=(--beam 12 --max-active 2000)
+# Beam 10 / max-active 1500, chosen on AN4 dev against 13 / 7000: the same WER for mono, tri1,
+# tri2 and ctc, one word more for dnn (12.66 vs 12.52 %), at 2-3.5x less decoding time (the
+# dnn bundle transcribes at RTF 0.041 instead of 0.10); the bundles inherit them (stage 20).
+decode_opts=(--beam 10 --max-active 1500)
 decode_model() {
   local model=$1 select=$2 scales=$3 set
   shift 3
