@@ -118,7 +118,13 @@ def test_ctc_trains_on_lexicon_tokens_and_decodes_through_tlg(yesno):
     seconds = sum(sf.info(path).duration for path in wavs.values())
     decoded = json.loads((ctc / "decode_test" / "decode.json").read_text())["audio_seconds"]
     assert decoded == pytest.approx(seconds, rel=0.01)
-    bundle = export_bundle(ctc, graph_dir=ctc / "graph", out_dir=ctc / "bundle")
+    from asr.decode import DecoderConfig
+
+    scale = json.loads((ctc / "decode_test" / "decode.json").read_text())["best_acoustic_scale"]
+    bundle = export_bundle(
+        ctc, graph_dir=ctc / "graph", out_dir=ctc / "bundle",
+        decoder_config=DecoderConfig(acoustic_scale=scale),
+    )  # fmt: skip
     result = Recognizer.from_dir(bundle.root).transcribe(next(iter(wavs.values())))
     assert result.words and result.words[-1].end <= result.duration_s
     assert result.words[-1].start > 0.5 * result.duration_s  # the 8 words span the file
