@@ -202,12 +202,10 @@ class Recognizer:
     def transcribe(self, path_or_samples, *, sampling_rate: int | None = None) -> Result:
         """Recognize one utterance: a file path or float samples at ``sampling_rate``
         (default: the model's). Raises :class:`AudioError` for unusable audio."""
-        start = time.perf_counter()
-        samples = self.load_audio(path_or_samples, sampling_rate=sampling_rate)
-        raw = compute_features(samples, sampling_rate=self.sampling_rate, config=self.front_end)
-        result = self.decode_raw_features(raw, duration_s=samples.shape[0] / self.sampling_rate)
-        rtf = (time.perf_counter() - start) / max(result.duration_s, 1e-9)
-        return dataclasses.replace(result, rtf=rtf)
+        (outcome,) = self.transcribe_speaker([path_or_samples], sampling_rate=sampling_rate)
+        if isinstance(outcome, AsrError):
+            raise outcome
+        return outcome
 
     def transcribe_speaker(
         self, inputs, *, sampling_rate: int | None = None
