@@ -28,6 +28,26 @@ if ! command -v asr >/dev/null 2>&1 && [ -x "$root/.venv/bin/asr" ]; then
 fi
 command -v asr >/dev/null 2>&1 || { echo "$0: the 'asr' command is not installed (see README.md)" >&2; exit 2; }
 
+# feat_suffix: "" for the default MFCC front-end, "_lpcc" for LPCC (the recipe then works in
+# data/<corpus>_lpcc and exp/<corpus>_lpcc, so both front-ends' models live side by side).
+feat_suffix() {
+  case "$feat_type" in
+    mfcc) echo "" ;;
+    lpcc) echo "_lpcc" ;;
+    *) echo "$0: --feat-type must be mfcc or lpcc, not '$feat_type'" >&2; exit 2 ;;
+  esac
+}
+
+# results_dirs CORPUS: the exp dirs that RESULTS.md tabulates: exp/CORPUS, and exp/CORPUS_lpcc
+# when an LPCC run exists.
+results_dirs() {
+  local dir
+  for dir in "exp/$1" "exp/$1_lpcc"; do
+    [ -d "$dir" ] && echo "$dir"
+  done
+  return 0
+}
+
 # The functions below use the recipe's $data, $exp and $nj.
 
 # decode_model MODEL SELECT_SET SCALES [OTHER_SET...]: graph exp/MODEL/graph must exist. Decodes

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # AN4 recipe: CMU's alphanumeric census corpus, from the official layout to scored GMM, DNN and CTC models.
 #
-# Usage: recipes/an4/run.sh [--corpus-dir DIR] [--stage N] [--stop-stage M] [--nj N] [--lm-order N]
+# Usage: recipes/an4/run.sh [--corpus-dir DIR] [--stage N] [--stop-stage M] [--nj N] [--feat-type T] [--lm-order N]
 #   --corpus-dir DIR  AN4 in its official layout (default: $ASR_CORPORA/an4, else ../shared/data/an4
 #                     next to the checkout). The official test portion is used when present.
 #   --stage/--stop-stage  run only stages N..M (default: all). Finished steps are skipped when
 #                     their outputs are newer than their inputs.
 #   --nj N            parallel jobs for data-parallel stages (default: 2)
+#   --feat-type T     mfcc (default) or lpcc; lpcc works in data/an4_lpcc and exp/an4_lpcc, and
+#                     RESULTS.md then lists both front-ends
 #   --lm-order N      n-gram order of the word LM (default: 3)
 # Stages:
 #   0 data dirs (train, speaker-disjoint dev carved from train, test when present)
-#   1 MFCC features + per-speaker CMVN stats
+#   1 features (--feat-type: MFCC or LPCC) + per-speaker CMVN stats
 #   2 lang dir (an4.dic + an4.filler), L.fst
 #   3 word LM on the training transcripts (Kneser-Ney), G.fst
 #   4 monophone HMM topology/transition model and its HCLG graph
@@ -34,14 +36,15 @@ stage=0
 stop_stage=100
 corpus_dir="${ASR_CORPORA:-$root/../shared/data}/an4"
 nj=2
+feat_type=mfcc
 lm_order=3
 . "$root/recipes/common.sh"
 # Paths given relative to where the user stands; the recipe then works from the repository root.
 corpus_dir="$(realpath -m "$corpus_dir")"
 cd "$root"
 
-data=data/an4
-exp=exp/an4
+data=data/an4$(feat_suffix)
+exp=exp/an4$(feat_suffix)
 sets="train dev"
 gmm_scales=0.033,0.04,0.05,0.067,0.083,0.1,0.125  # acoustic scales tried on dev
 [ -f "$corpus_dir/etc/an4_test.fileids" ] && sets="$sets test"
@@ -52,9 +55,9 @@ if stage_ok 0; then
 fi
 
 if stage_ok 1; then
-  log "stage 1: MFCC features"
+  log "stage 1: $feat_type features"
   for set in $sets; do
-    asr features compute "$data/$set" --type mfcc --nj "$nj"
+    asr features compute "$data/$set" --type "$feat_type" --nj "$nj"
   done
 fi
 
@@ -140,7 +143,7 @@ fi
 
 if stage_ok 15; then
   log "stage 15: recipes/an4/RESULTS.md"
-  asr results "$exp" --out recipes/an4/RESULTS.md --title "an4 results"
+  asr results $(results_dirs an4) --out recipes/an4/RESULTS.md --title "an4 results"
 fi
 
 if stage_ok 20; then

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # FSDD recipe: Free Spoken Digit Dataset, 3000 isolated digits, 6 speakers, 8 kHz.
 #
-# Usage: recipes/fsdd/run.sh [--corpus-dir DIR] [--stage N] [--stop-stage M] [--nj N]
+# Usage: recipes/fsdd/run.sh [--corpus-dir DIR] [--stage N] [--stop-stage M] [--nj N] [--feat-type T]
 #   --corpus-dir DIR  FSDD (default: $ASR_CORPORA/fsdd, else ../shared/data/fsdd)
 #   --stage/--stop-stage  run only stages N..M (default: all)
 #   --nj N            parallel jobs (default: 2)
+#   --feat-type T     mfcc (default) or lpcc; lpcc works in data/fsdd_lpcc and exp/fsdd_lpcc, and
+#                     RESULTS.md then lists both front-ends
 #   --cmudict FILE    CMUdict (default: $ASR_CORPORA/cmudict/cmudict.dict)
 # Stages:
 #   0 data dirs (documented split: takes 0-4 test, 5-49 train)
-#   1 MFCC features + CMVN stats
+#   1 features (--feat-type: MFCC or LPCC) + CMVN stats
 #   2 lang dir: the ten digit words from CMUdict
 #   3 unigram LM over the digits and G.fst
 #   4 monophone HMM topology/transition model and its HCLG graph
@@ -32,14 +34,15 @@ stop_stage=100
 corpus_dir="${ASR_CORPORA:-$root/../shared/data}/fsdd"
 cmudict="${ASR_CORPORA:-$root/../shared/data}/cmudict/cmudict.dict"
 nj=2
+feat_type=mfcc
 . "$root/recipes/common.sh"
 # Paths given relative to where the user stands; the recipe then works from the repository root.
 corpus_dir="$(realpath -m "$corpus_dir")"
 cmudict="$(realpath -m "$cmudict")"
 cd "$root"
 
-data=data/fsdd
-exp=exp/fsdd
+data=data/fsdd$(feat_suffix)
+exp=exp/fsdd$(feat_suffix)
 
 if stage_ok 0; then
   log "stage 0: data directories from $corpus_dir"
@@ -47,9 +50,9 @@ if stage_ok 0; then
 fi
 
 if stage_ok 1; then
-  log "stage 1: MFCC features"
+  log "stage 1: $feat_type features"
   for set in train test; do
-    asr features compute "$data/$set" --type mfcc --nj "$nj"
+    asr features compute "$data/$set" --type "$feat_type" --nj "$nj"
   done
 fi
 
@@ -131,7 +134,7 @@ fi
 
 if stage_ok 15; then
   log "stage 15: recipes/fsdd/RESULTS.md"
-  asr results "$exp" --out recipes/fsdd/RESULTS.md --title "fsdd results"
+  asr results $(results_dirs fsdd) --out recipes/fsdd/RESULTS.md --title "fsdd results"
 fi
 
 if stage_ok 20; then

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # yesno recipe (OpenSLR SLR1): 60 utterances of 8 Hebrew "yes"/"no" words, one speaker, 8 kHz.
 #
-# Usage: recipes/yesno/run.sh [--corpus-dir DIR] [--stage N] [--stop-stage M] [--nj N]
+# Usage: recipes/yesno/run.sh [--corpus-dir DIR] [--stage N] [--stop-stage M] [--nj N] [--feat-type T]
 #   --corpus-dir DIR  the yesno corpus (default: $ASR_CORPORA/yesno, else ../shared/data/yesno)
 #   --stage/--stop-stage  run only stages N..M (default: all)
 #   --nj N            parallel jobs (default: 1; there is one speaker)
+#   --feat-type T     mfcc (default) or lpcc; lpcc works in data/yesno_lpcc and exp/yesno_lpcc, and
+#                     RESULTS.md then lists both front-ends
 # Stages:
 #   0 data dirs (Kaldi's split: first 30 sorted files train, last 30 test)
-#   1 MFCC features + CMVN stats
+#   1 features (--feat-type: MFCC or LPCC) + CMVN stats
 #   2 lang dir from the two-word lexicon in recipes/yesno/local/lexicon.txt
 #   3 unigram LM over YES/NO and G.fst
 #   4 monophone HMM topology/transition model and its HCLG graph
@@ -26,13 +28,14 @@ stage=0
 stop_stage=100
 corpus_dir="${ASR_CORPORA:-$root/../shared/data}/yesno"
 nj=1
+feat_type=mfcc
 . "$root/recipes/common.sh"
 # Paths given relative to where the user stands; the recipe then works from the repository root.
 corpus_dir="$(realpath -m "$corpus_dir")"
 cd "$root"
 
-data=data/yesno
-exp=exp/yesno
+data=data/yesno$(feat_suffix)
+exp=exp/yesno$(feat_suffix)
 
 if stage_ok 0; then
   log "stage 0: data directories from $corpus_dir"
@@ -40,9 +43,9 @@ if stage_ok 0; then
 fi
 
 if stage_ok 1; then
-  log "stage 1: MFCC features"
+  log "stage 1: $feat_type features"
   for set in train test; do
-    asr features compute "$data/$set" --type mfcc --nj "$nj"
+    asr features compute "$data/$set" --type "$feat_type" --nj "$nj"
   done
 fi
 
@@ -103,7 +106,7 @@ fi
 
 if stage_ok 15; then
   log "stage 15: recipes/yesno/RESULTS.md"
-  asr results "$exp" --out recipes/yesno/RESULTS.md --title "yesno results"
+  asr results $(results_dirs yesno) --out recipes/yesno/RESULTS.md --title "yesno results"
 fi
 
 if stage_ok 20; then
