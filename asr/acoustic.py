@@ -54,6 +54,7 @@ FAMILY_LOADERS: dict[str, str] = {
     "gmm": "asr.gmm.acoustic:GmmAcousticModel.load",
     "dnn": "asr.nnet.acoustic:DnnAcousticModel.load",
     "ctc": "asr.nnet.acoustic:CtcAcousticModel.load",
+    "sat": "asr.gmm.sat:SatAcousticModel.load",
 }
 
 # parameter files that identify a family when model.json is absent

@@ -6,6 +6,7 @@ Examples::
     asr train mono data/an4/train data/an4/lang exp/an4/mono --nj 2
     asr train tri data/an4/train data/an4/lang exp/an4/mono exp/an4/tri1 --num-leaves 2000
     asr train tri data/an4/train data/an4/lang exp/an4/tri1 exp/an4/tri2 --mode lda-mllt
+    asr train sat data/an4/train data/an4/lang exp/an4/tri2 exp/an4/tri3
 
 Other model types (``dnn``, ``ctc``) register here as further subcommands.
 """
@@ -28,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="train_command", metavar="MODEL", required=True)
     _register_mono(sub)
     _register_tri(sub)
+    _register_sat(sub)
     _register_nnet(sub)
 
 
@@ -169,6 +171,78 @@ def _train_tri(args: argparse.Namespace) -> int:
         iteration_offset=0,
     )
     _print_summary(args.out_dir, summary, f"{summary.feature_mode}, dim {summary.feature_dim}, ")
+    return 0
+
+
+def _register_sat(sub: argparse._SubParsersAction) -> None:
+    sat = sub.add_parser(
+        "sat",
+        help="speaker-adaptive triphone GMM-HMM with fMLLR (tri3)",
+        description="Speaker-adaptive training (Kaldi's train_sat.sh) from the model and "
+        "alignment in ALI_DIR (normally tri2): one fMLLR transform per speaker on ALI_DIR's "
+        "features, a new tree, and triphone iterations that re-estimate the transforms on "
+        "--fmllr-iters. Writes the HMM files, gmm.pt (SAT), gmm_si.pt (speaker-independent "
+        "first-pass model), feature_pipeline.json and its transform, trans.npz (training "
+        "speakers' transforms), model.json, ali/ and train_log.json to OUT_DIR. `asr decode` "
+        "decodes it in passes per speaker (SI pass, fMLLR, adapted passes). An interrupted "
+        "run resumes from its last finished iteration.",
+    )
+    sat.add_argument("data_dir", type=Path, metavar="DATA_DIR")
+    sat.add_argument("lang_dir", type=Path, metavar="LANG_DIR")
+    sat.add_argument("ali_dir", type=Path, metavar="ALI_DIR")
+    sat.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    sat.add_argument("--num-leaves", type=int, default=2500, metavar="N", help="tree leaves")
+    sat.add_argument("--totgauss", type=int, default=15000, metavar="N", help="target Gaussians")
+    sat.add_argument("--nj", type=int, default=1, metavar="N", help="parallel jobs (default 1)")
+    sat.add_argument("--num-iters", type=int, default=35, metavar="N")
+    sat.add_argument("--max-iter-inc", type=int, default=25, metavar="N")
+    sat.add_argument("--realign-iters", type=_int_list, default=(10, 20, 30), metavar="LIST")
+    sat.add_argument("--fmllr-iters", type=_int_list, default=(2, 4, 6, 12), metavar="LIST")
+    sat.add_argument(
+        "--tree-thresh", type=float, default=300.0, metavar="F", help="least gain of a tree split"
+    )
+    sat.add_argument("--seed", type=int, default=0)
+    sat.add_argument("--force", action="store_true", help="retrain even when OUT_DIR is up to date")
+    sat.set_defaults(func=_train_sat)
+
+
+def _train_sat(args: argparse.Namespace) -> int:
+    from asr.gmm.train_sat import SatConfig, train_sat
+    from asr.gmm.train_tri import TriConfig
+
+    config = SatConfig(
+        tri=TriConfig(
+            num_leaves=args.num_leaves,
+            totgauss=args.totgauss,
+            num_iters=args.num_iters,
+            max_iter_inc=args.max_iter_inc,
+            realign_iters=args.realign_iters,
+            tree_thresh=args.tree_thresh,
+            seed=args.seed,
+        ),
+        fmllr_iters=args.fmllr_iters,
+    )
+    summary = _run_with_progress(
+        lambda progress: train_sat(
+            args.data_dir,
+            args.lang_dir,
+            args.ali_dir,
+            args.out_dir,
+            config=config,
+            num_jobs=args.nj,
+            progress=progress,
+            force=args.force,
+        ),
+        total=config.tri.num_iters - 1,
+        desc=args.out_dir.name,
+        iteration_offset=0,
+    )
+    gains = ", ".join(f"{g:.3f}" for g in summary.fmllr_gain_per_frame.values())
+    _print_summary(
+        args.out_dir,
+        summary,
+        f"SAT, {summary.num_speakers} speakers (fMLLR gain per frame {gains}), ",
+    )
     return 0
 
 

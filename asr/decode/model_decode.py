@@ -143,6 +143,11 @@ def _decode_utterances(
         utt_ids=utt_ids,
         transform=getattr(model, "transform", None),
     )
+    if hasattr(model, "adapted_log_likelihoods"):  # speaker-adaptive: a speaker at a time
+        return _decode_speakers(
+            model, graph, word_symbols, features, data_dir=data_dir, utt_ids=utt_ids,
+            configs=configs, progress=progress,
+        )  # fmt: skip
     for utt_id, feats in features:
         t0 = time.perf_counter()
         log_likes = model.log_likelihoods(feats)
@@ -157,6 +162,33 @@ def _decode_utterances(
         if progress is not None:
             progress(1)
     return _JobResult(list(utt_ids), results, like_s, search_s)
+
+
+def _decode_speakers(
+    model, graph, word_symbols, features, *, data_dir, utt_ids, configs, progress
+) -> _JobResult:
+    """SAT models (:func:`asr.gmm.sat.decode_speaker`): the utterances of each speaker
+    (``DATA/utt2spk``) decoded together, in multiple passes."""
+    from asr.gmm.sat import decode_speaker
+
+    utt2spk = read_kaldi_map(data_dir / "utt2spk") if (data_dir / "utt2spk").is_file() else {}
+    by_speaker: dict[str, list[tuple[str, Any]]] = {}
+    for utt_id, feats in features:
+        by_speaker.setdefault(utt2spk.get(utt_id, utt_id), []).append((utt_id, feats))
+    found: dict[str, list[DecodeResult]] = {}
+    t0 = time.perf_counter()
+    for spk_utts in by_speaker.values():
+        try:
+            per_utt, _ = decode_speaker(
+                model, graph, [f for _, f in spk_utts], configs, word_symbols=word_symbols
+            )
+        except DecodeError as err:
+            raise DecodeError(f"speaker of {spk_utts[0][0]}: {err}") from None
+        found.update(zip((u for u, _ in spk_utts), per_utt, strict=True))
+        if progress is not None:
+            progress(len(spk_utts))
+    # scoring and search interleave across the passes: their sum is reported as search time
+    return _JobResult(list(utt_ids), [found[u] for u in utt_ids], 0.0, time.perf_counter() - t0)
 
 
 def _decode_job(spec: dict[str, Any]) -> _JobResult:
