@@ -48,7 +48,7 @@ from asr.data import read_kaldi_map
 from asr.errors import AsrError, EstimationError, FeatureError, TrainingError
 from asr.features.pipeline import load_features
 from asr.fileio import atomic_write, atomic_write_text, is_up_to_date
-from asr.gmm.accumulate import GmmAccumulator, ml_update
+from asr.gmm.accumulate import GmmAccumulator, GmmUpdateConfig, ml_update
 from asr.gmm.acoustic import GmmAcousticModel
 from asr.gmm.diag_gmm import DiagGmmSet
 from asr.gmm.fmllr import FmllrConfig, FmllrStats, apply_fmllr, estimate_fmllr
@@ -239,7 +239,8 @@ def _si_model(
     alignments: Mapping[str, np.ndarray],
 ) -> DiagGmmSet:
     """The alignment model: the SAT GMMs re-estimated once on the SI features, with Gaussian
-    posteriors from the adapted ones (Kaldi's ``gmm-acc-stats-twofeats`` + ``gmm-est``)."""
+    posteriors from the adapted ones (Kaldi's ``gmm-acc-stats-twofeats`` + ``gmm-est`` keeping
+    low-count Gaussians: the same structure as the SAT GMMs)."""
     acc = GmmAccumulator.for_model(gmm)
     for utt_id, ali in alignments.items():
         if utt_id not in si_feats:
@@ -248,7 +249,7 @@ def _si_model(
             torch.from_numpy(adapted[utt_id]), torch.from_numpy(transition_model.tid2pdf[ali])
         )
         acc.add_gaussian_posteriors(torch.from_numpy(si_feats[utt_id]), post)
-    si_gmm, _ = ml_update(gmm, acc)
+    si_gmm, _ = ml_update(gmm, acc, GmmUpdateConfig(remove_low_count_gaussians=False))
     return si_gmm
 
 

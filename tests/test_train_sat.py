@@ -1,0 +1,141 @@
+"""asr.gmm.train_sat (tri3, fMLLR speaker-adaptive training), asr.gmm.sat (multi-pass decoding)
+and ``asr train sat``.
+
+On the small FSDD subset of tests/test_train_tri.py (two speakers): SAT from its tri2. Oracles:
+the GMM's own log-likelihoods (each speaker's transform must raise the likelihood of its aligned
+frames, Jacobian included, over no transform), an uninterrupted run for resumption, and
+held-out decoding.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import test_train_tri
+import torch
+
+from asr.acoustic import load_acoustic_model
+from asr.align import read_alignments
+from asr.cli.main import main
+from asr.decode import DecoderConfig, DecodingGraph
+from asr.decode.model_decode import decode_data_dir, resolve_graph_dir
+from asr.features.pipeline import load_features
+from asr.gmm import DiagGmmSet
+from asr.gmm.fmllr import apply_fmllr, identity_transform
+from asr.gmm.sat import SatAcousticModel, decode_speaker
+from asr.gmm.train_sat import SatConfig, load_transforms, train_sat
+from asr.gmm.train_tri import TriConfig
+from asr.graph import mkgraph
+
+# the FSDD subset with its mono, tri1 and tri2 models (module fixtures of test_train_tri.py)
+setup = test_train_tri.setup
+tri1 = test_train_tri.tri1
+tri2 = test_train_tri.tri2
+
+SAT = SatConfig(
+    tri=TriConfig(
+        num_leaves=120, totgauss=500, num_iters=8, max_iter_inc=5, realign_iters=(5,),
+        tree_thresh=50.0,
+    ),
+    fmllr_iters=(2, 4),
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tri3(setup, tri2):
+    return train_sat(
+        setup["train"], setup["lang"].path, setup["root"] / "tri2", setup["root"] / "tri3",
+        config=SAT,
+    )  # fmt: skip
+
+
+def test_sat_model_dir_and_transforms_raise_the_likelihood(setup, tri3):
+    model_dir = setup["root"] / "tri3"
+    model = load_acoustic_model(model_dir)
+    assert isinstance(model, SatAcousticModel) and model.family == "sat"
+    assert json.loads((model_dir / "model.json").read_text())["silence_phone_ids"]
+    assert tri3.num_speakers == 2 and sorted(tri3.fmllr_gain_per_frame) == [0, 2, 4]
+    assert all(gain > 0 for gain in tri3.fmllr_gain_per_frame.values())
+    transforms = load_transforms(model_dir / "trans.npz")
+    assert sorted(transforms) == ["jackson", "theo"]
+    # oracle: the SAT GMMs' log-likelihood of each speaker's aligned frames (+ log|det A| per
+    # frame) is higher with the speaker's transform than without
+    si = load_features(setup["train"], model.feature_pipeline, model_dir=model_dir)
+    alignments = read_alignments(model_dir / "ali")
+    tid2pdf = model.hmm.transition_model.tid2pdf
+    for spk_id, transform in transforms.items():
+        utts = [u for u in alignments if u.startswith(spk_id)]
+        feats = np.concatenate([si[u] for u in utts])
+        pdfs = np.concatenate([tid2pdf[alignments[u]] for u in utts])
+
+        def total(x: np.ndarray, logdet: float) -> float:
+            scores = model.sat.log_likelihoods(torch.from_numpy(x)).numpy()  # noqa: B023
+            return float(scores[np.arange(len(x)), pdfs].sum()) + len(x) * logdet  # noqa: B023
+
+        adapted = total(apply_fmllr(feats, transform), np.linalg.slogdet(transform[:, :-1])[1])
+        assert adapted > total(feats, 0.0) + 0.1 * len(feats), spk_id
+    # the SI alignment model has the SAT model's structure, with other parameters
+    si_gmm = DiagGmmSet.load(model_dir / "gmm_si.pt")
+    assert torch.equal(si_gmm.pdf_offsets, model.sat.pdf_offsets)
+    assert not torch.allclose(si_gmm.means, model.sat.means)
+
+
+def test_sat_decodes_held_out_takes_in_passes(setup, tri2, tri3, tmp_path):
+    root = setup["root"]
+    wers = {}
+    for name in ("tri2", "tri3"):
+        mkgraph(setup["lang"].path, root / name, root / "G.fst", tmp_path / name / "graph")
+        summary = decode_data_dir(
+            root / name, tmp_path / name / "graph", setup["test"], tmp_path / name / "decode"
+        )
+        wers[name] = summary.wer
+    # 40 held-out digits after training on 100 (one error is 2.5 %): tri2 is the weakest model
+    # of tests/test_train_tri.py here; SAT on top of it must not be worse
+    assert wers["tri3"] <= 15.0 and wers["tri3"] <= wers["tri2"], wers
+    hyp = (tmp_path / "tri3" / "decode" / "hyp.txt").read_text().splitlines()
+    assert len(hyp) == 40
+    # each test speaker got its own (non-identity) transform from the first pass
+    model = SatAcousticModel.load(root / "tri3")
+    graph = DecodingGraph.from_fst(*resolve_graph_dir(tmp_path / "tri3" / "graph")[:2])
+    feats = load_features(setup["test"], model.feature_pipeline, model_dir=root / "tri3")
+    for spk_id in ("jackson", "theo"):
+        spk_feats = [f for u, f in feats.items() if u.startswith(spk_id)]
+        results, transform = decode_speaker(model, graph, spk_feats, [DecoderConfig()])
+        assert len(results) == len(spk_feats) == 20
+        assert np.abs(transform - identity_transform(transform.shape[0])).max() > 0.01
+
+
+def test_sat_resume_after_interruption_gives_the_same_model(setup, tri3, tmp_path):
+    class Stop(Exception):
+        pass
+
+    def stop_after_4(stats) -> None:
+        if stats.iteration == 4:
+            raise Stop
+
+    args = (setup["train"], setup["lang"].path, setup["root"] / "tri2", tmp_path / "b")
+    with pytest.raises(Stop):  # after the fMLLR update of iteration 4
+        train_sat(*args, config=SAT, progress=stop_after_4)
+    assert not (tmp_path / "b" / "hmm.json").exists()
+    resumed = train_sat(*args, config=SAT)
+    assert resumed.resumed_from == 5
+    a, b = (DiagGmmSet.load(d / "gmm.pt") for d in (setup["root"] / "tri3", tmp_path / "b"))
+    np.testing.assert_allclose(b.means.numpy(), a.means.numpy(), rtol=1e-6, atol=1e-8)
+    ta, tb = (load_transforms(d / "trans.npz") for d in (setup["root"] / "tri3", tmp_path / "b"))
+    for spk_id in ta:
+        np.testing.assert_allclose(tb[spk_id], ta[spk_id], rtol=1e-6, atol=1e-8)
+
+
+def test_cli_train_sat_keeps_an_up_to_date_model(setup, tri3, capsys):
+    root = setup["root"]
+    code = main(
+        ["train", "sat", str(setup["train"]), str(setup["lang"].path), str(root / "tri2"),
+         str(root / "tri3"), "--num-leaves", "120", "--totgauss", "500", "--num-iters", "8",
+         "--max-iter-inc", "5", "--realign-iters", "5", "--fmllr-iters", "2,4",
+         "--tree-thresh", "50"]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "SAT, 2 speakers" in out and f"{tri3.num_pdfs} pdfs" in out
