@@ -234,6 +234,15 @@ class Recognizer:
         stats = None
         if self.feature_pipeline.cmvn == "speaker" and good:
             stats = np.sum([compute_cmvn_stats(raw) for raw, _, _ in good], axis=0)
+        transform = None
+        if hasattr(self.acoustic_model, "adapted_log_likelihoods") and good:
+            # speaker-adaptive (SAT) model: the speaker's fMLLR transform from all its audio
+            from asr.gmm.sat import speaker_transform
+
+            feats = [self.acoustic_model.features(raw, cmvn_stats=stats) for raw, _, _ in good]
+            transform = speaker_transform(
+                self.acoustic_model, self.graph, feats, self.decoder_config
+            )
         results: list[Result | AsrError] = []
         for entry in prepared:
             if isinstance(entry, AsrError):
@@ -241,7 +250,9 @@ class Recognizer:
                 continue
             raw, seconds, feature_s = entry
             start = time.perf_counter()
-            result = self.decode_raw_features(raw, duration_s=seconds, cmvn_stats=stats)
+            result = self.decode_raw_features(
+                raw, duration_s=seconds, cmvn_stats=stats, speaker_transform=transform
+            )
             rtf = (time.perf_counter() - start + feature_s) / max(seconds, 1e-9)
             results.append(dataclasses.replace(result, rtf=rtf))
         return results
@@ -253,11 +264,16 @@ class Recognizer:
         duration_s: float,
         time_offset_s: float = 0.0,
         cmvn_stats: np.ndarray | None = None,
+        speaker_transform: np.ndarray | None = None,
     ) -> Result:
         """Front-end features of a whole utterance -> :class:`Result` (offline decode);
-        ``cmvn_stats``: the speaker's Kaldi CMVN stats (default: the utterance's own)."""
+        ``cmvn_stats``: the speaker's Kaldi CMVN stats (default: the utterance's own);
+        ``speaker_transform``: a SAT model's fMLLR transform for the speaker."""
         feats = self.acoustic_model.features(raw_feats, cmvn_stats=cmvn_stats)
-        log_likes = self.acoustic_model.log_likelihoods(feats)
+        if speaker_transform is not None:
+            log_likes = self.acoustic_model.scores(feats, speaker_transform)
+        else:
+            log_likes = self.acoustic_model.log_likelihoods(feats)
         search = SearchState(self.graph, self.decoder_config)
         search.init()
         search.advance(check_log_likes(self.graph, log_likes))

@@ -139,3 +139,27 @@ def test_cli_train_sat_keeps_an_up_to_date_model(setup, tri3, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "SAT, 2 speakers" in out and f"{tri3.num_pdfs} pdfs" in out
+
+
+def test_bundle_transcribes_a_speaker_like_the_decode_stage(setup, tri3, tmp_path):
+    """A tri3 bundle through ``Recognizer.transcribe_speaker`` (the speaker's audio: pooled CMVN
+    and one fMLLR transform) gives the hypotheses of ``decode_data_dir`` on the same data."""
+    from asr.bundle import export_bundle
+    from asr.data import read_data_dir
+    from asr.recognizer import Recognizer
+    from asr.scoring import read_text_file
+
+    root = setup["root"]
+    graph = tmp_path / "graph"
+    mkgraph(setup["lang"].path, root / "tri3", root / "G.fst", graph)
+    config = DecoderConfig(beam=13.0, acoustic_scale=0.1)
+    decode_data_dir(root / "tri3", graph, setup["test"], tmp_path / "decode", config=config)
+    decoded = read_text_file(tmp_path / "decode" / "hyp.txt")
+    export_bundle(root / "tri3", graph_dir=graph, out_dir=tmp_path / "bundle",
+                  lang_dir=setup["lang"].path, decoder_config=config)  # fmt: skip
+    rec = Recognizer.from_dir(tmp_path / "bundle", device="cpu")
+    data = read_data_dir(setup["test"])
+    for spk_id in ("jackson", "theo"):
+        utts = sorted(u for u in data.wav_scp if data.utt2spk[u] == spk_id)
+        results = rec.transcribe_speaker([data.wav_scp[u] for u in utts])
+        assert [r.text for r in results] == [decoded[u] for u in utts], spk_id

@@ -12,6 +12,9 @@ utterances of one speaker:
    on the adapted features, and a second transform from it (starting from the first);
 3. the final pass at every requested decoder config.
 
+A speaker with less speech than ``FmllrConfig.min_count`` frames (500: 5 s) gets no transform
+and is decoded with the SI model.
+
 Through the plain :class:`asr.acoustic.AcousticModel` interface (one utterance, no speaker:
 streaming, ``Recognizer`` without a speaker) the model scores with the SI GMMs.
 
@@ -40,7 +43,13 @@ from asr.gmm.diag_gmm import DiagGmmSet
 from asr.gmm.fmllr import FmllrConfig, FmllrStats, apply_fmllr, estimate_fmllr
 from asr.hmm.model import HmmModel
 
-__all__ = ["SI_GMM_FILE", "SatAcousticModel", "SatDecodeConfig", "decode_speaker"]
+__all__ = [
+    "SI_GMM_FILE",
+    "SatAcousticModel",
+    "SatDecodeConfig",
+    "decode_speaker",
+    "speaker_transform",
+]
 
 SI_GMM_FILE = "gmm_si.pt"
 
@@ -120,9 +129,14 @@ class SatAcousticModel:
         """SAT scores of ``feats`` mapped by a speaker's ``transform (dim, dim + 1)``."""
         return _scores(self.sat, apply_fmllr(feats, transform))
 
-    def frame_weights(self, alignment: np.ndarray) -> np.ndarray:
-        """1 per frame, ``silence_weight``-able: True where the transition-id's phone is
-        silence."""
+    def scores(self, feats: np.ndarray, transform: np.ndarray | None) -> np.ndarray:
+        """Adapted scores with a speaker's transform, SI scores without one."""
+        if transform is None:
+            return self.log_likelihoods(feats)
+        return self.adapted_log_likelihoods(feats, transform)
+
+    def silence_frames(self, alignment: np.ndarray) -> np.ndarray:
+        """``(num_frames,) bool``: True where the transition-id's phone is silence."""
         phones = self.hmm.transition_model.tid2phone[np.asarray(alignment, dtype=np.int64)]
         return np.isin(phones, self.silence_phone_ids)
 
@@ -137,6 +151,46 @@ def _scores(gmm: DiagGmmSet, feats: np.ndarray) -> np.ndarray:
         return gmm.log_likelihoods(feats).cpu().numpy().astype(np.float32, copy=False)
 
 
+def speaker_transform(
+    model: SatAcousticModel,
+    graph,
+    feats: Sequence[np.ndarray],
+    config,
+    *,
+    sat_config: SatDecodeConfig | None = None,
+) -> np.ndarray | None:
+    """One speaker's fMLLR transform from its utterances' SI features (passes 1-2 of the module
+    docstring; ``config``: the :class:`asr.decode.DecoderConfig` whose beam the passes use).
+    None when the speaker has too little speech for one (``sat_config.fmllr.min_count``
+    frames): decode with the SI model then."""
+    from asr.decode.viterbi import decode
+
+    sat_config = sat_config or SatDecodeConfig()
+    first = dataclasses.replace(config, acoustic_scale=sat_config.first_pass_acoustic_scale)
+    paths = [decode(graph, model.log_likelihoods(f), first) for f in feats]
+    transform = None
+    for adaptation in range(sat_config.num_adaptations):
+        stats = FmllrStats.zeros(model.feature_dim)
+        for utt_feats, path in zip(feats, paths, strict=True):
+            if len(path.alignment) != len(utt_feats):
+                continue  # no complete best path (nothing survived the beam)
+            silence = model.silence_frames(path.alignment)
+            stats.accumulate(
+                model.sat, utt_feats, path.pdf_alignment,
+                frame_weights=np.where(silence, sat_config.silence_weight, 1.0),
+                posterior_feats=None if transform is None else apply_fmllr(utt_feats, transform),
+            )  # fmt: skip
+        result = estimate_fmllr(stats, init=transform, config=sat_config.fmllr)
+        if not result.updated:
+            return transform
+        transform = result.transform
+        if adaptation + 1 < sat_config.num_adaptations:
+            paths = [
+                decode(graph, model.adapted_log_likelihoods(f, transform), first) for f in feats
+            ]
+    return transform
+
+
 def decode_speaker(
     model: SatAcousticModel,
     graph,
@@ -145,33 +199,15 @@ def decode_speaker(
     *,
     word_symbols=None,
     sat_config: SatDecodeConfig | None = None,
-) -> tuple[list[list], np.ndarray]:
+) -> tuple[list[list], np.ndarray | None]:
     """Decode one speaker's utterances (SI features, see the module docstring); returns
-    ``results[utterance][config]`` (:class:`asr.decode.DecodeResult`) and the final transform."""
+    ``results[utterance][config]`` (:class:`asr.decode.DecodeResult`) and the speaker's
+    transform (None: too little speech, decoded with the SI model)."""
     from asr.decode.viterbi import decode
 
-    sat_config = sat_config or SatDecodeConfig()
-    first = dataclasses.replace(configs[0], acoustic_scale=sat_config.first_pass_acoustic_scale)
-    paths = [decode(graph, model.log_likelihoods(f), first) for f in feats]
-    transform = None
-    for adaptation in range(sat_config.num_adaptations):
-        stats = FmllrStats.zeros(model.feature_dim)
-        for utt_feats, path in zip(feats, paths, strict=True):
-            if len(path.alignment) != len(utt_feats):
-                continue  # no complete best path (nothing survived the beam)
-            silence = model.frame_weights(path.alignment)
-            stats.accumulate(
-                model.sat, utt_feats, path.pdf_alignment,
-                frame_weights=np.where(silence, sat_config.silence_weight, 1.0),
-                posterior_feats=None if transform is None else apply_fmllr(utt_feats, transform),
-            )  # fmt: skip
-        transform = estimate_fmllr(stats, init=transform, config=sat_config.fmllr).transform
-        if adaptation + 1 < sat_config.num_adaptations:
-            paths = [
-                decode(graph, model.adapted_log_likelihoods(f, transform), first) for f in feats
-            ]
+    transform = speaker_transform(model, graph, feats, configs[0], sat_config=sat_config)
     results = []
     for utt_feats in feats:
-        scores = model.adapted_log_likelihoods(utt_feats, transform)
+        scores = model.scores(utt_feats, transform)
         results.append([decode(graph, scores, c, word_symbols=word_symbols) for c in configs])
     return results, transform
