@@ -69,10 +69,10 @@ decode_model() {
   done
 }
 
-# best_gmm_ali: the alignments of the best GMM trained so far (tri2 > tri1 > mono).
+# best_gmm_ali: the alignments of the best GMM trained so far (tri3 > tri2 > tri1 > mono).
 best_gmm_ali() {
   local model
-  for model in tri2 tri1 mono; do
+  for model in tri3 tri2 tri1 mono; do
     if [ -d "$exp/$model/ali" ]; then echo "$exp/$model/ali"; return; fi
   done
   echo "$0: no GMM alignments under $exp (run the GMM stages first)" >&2

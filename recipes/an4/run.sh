@@ -22,11 +22,13 @@
 #   8 its HCLG and decoding (dev; test at dev's best acoustic scale)
 #   9 tri2: LDA+MLLT triphone GMM-HMM from the tri1 alignments (exp/an4/tri2)
 #  10 its HCLG and decoding (dev; test at dev's best acoustic scale)
-#  11 hybrid DNN-HMM (TDNN) on the best GMM alignments (tri2 > tri1 > mono): exp/an4/dnn
-#  12 its HCLG (same tree as the GMM) and decoding
-#  13 phone CTC (conv + BiLSTM) from the lexicon: exp/an4/ctc
-#  14 its TLG (asr graph mktlg) and decoding
-#  15 recipes/an4/RESULTS.md from exp/an4/*/decode_*/wer (asr results)
+#  11 tri3: speaker-adaptive training (fMLLR per speaker) from the tri2 alignments (exp/an4/tri3)
+#  12 its HCLG and decoding in passes per speaker (SI pass, fMLLR, adapted passes)
+#  13 hybrid DNN-HMM (TDNN) on the best GMM alignments (tri3 > tri2 > tri1 > mono): exp/an4/dnn
+#  14 its HCLG (same tree as the GMM) and decoding
+#  15 phone CTC (conv + BiLSTM) from the lexicon: exp/an4/ctc
+#  16 its TLG (asr graph mktlg) and decoding
+#  17 recipes/an4/RESULTS.md from exp/an4/*/decode_*/wer (asr results)
 #  20 model bundles exp/an4/<model>/bundle (asr export), alignment plot, results chart
 # Outputs: data/an4/{train,dev,test,lang}, exp/an4/... (relative to the repository root).
 set -euo pipefail
@@ -116,33 +118,45 @@ if stage_ok 10; then
 fi
 
 if stage_ok 11; then
-  log "stage 11: DNN-HMM (TDNN, cross-entropy) on $(best_gmm_ali)"
+  log "stage 11: tri3 (SAT: fMLLR per speaker) from the tri2 alignments"
+  asr train sat "$data/train" "$data/lang" "$exp/tri2" "$exp/tri3" \
+    --num-leaves 2500 --totgauss 15000 --nj "$nj"
+fi
+
+if stage_ok 12; then
+  log "stage 12: tri3 HCLG and decoding (per speaker: SI pass, fMLLR, adapted passes)"
+  asr graph mkgraph "$data/lang" "$exp/tri3" "$exp/tri3/graph" --skip-if-up-to-date
+  decode_model tri3 dev "$gmm_scales" test
+fi
+
+if stage_ok 13; then
+  log "stage 13: DNN-HMM (TDNN, cross-entropy) on $(best_gmm_ali)"
   asr train dnn "$data/train" "$data/dev" "$data/lang" "$(best_gmm_ali)" "$exp/dnn" \
     --epochs 8 --hidden-dim 384 --num-layers 5 --context 8,8
 fi
 
-if stage_ok 12; then
-  log "stage 12: DNN HCLG (the GMM's tree) and decoding"
+if stage_ok 14; then
+  log "stage 14: DNN HCLG (the GMM's tree) and decoding"
   asr graph mkgraph "$data/lang" "$exp/dnn" "$exp/dnn/graph" --skip-if-up-to-date
   decode_model dnn dev "$gmm_scales" test
 fi
 
-if stage_ok 13; then
-  log "stage 13: phone CTC (conv + BiLSTM)"
+if stage_ok 15; then
+  log "stage 15: phone CTC (conv + BiLSTM)"
   # small batches (~37 updates an epoch instead of 11): CTC needs updates to leave its
   # all-blank start; a cosine schedule keeps the rate up while it does
   asr train ctc "$data/train" "$data/dev" "$data/lang" "$exp/ctc" \
     --epochs 20 --spec-augment --batch-frames 6000 --lr 1.5e-3 --lr-schedule cosine --patience 0
 fi
 
-if stage_ok 14; then
-  log "stage 14: CTC TLG and decoding"
+if stage_ok 16; then
+  log "stage 16: CTC TLG and decoding"
   asr graph mktlg "$data/lang" "$exp/ctc/graph" --tokens "$exp/ctc/tokens.txt"
   decode_model ctc dev 0.5,0.7,1.0,1.5 test
 fi
 
-if stage_ok 15; then
-  log "stage 15: recipes/an4/RESULTS.md"
+if stage_ok 17; then
+  log "stage 17: recipes/an4/RESULTS.md"
   asr results $(results_dirs an4) --out recipes/an4/RESULTS.md --title "an4 results"
 fi
 
