@@ -235,14 +235,13 @@ class Recognizer:
         if self.feature_pipeline.cmvn == "speaker" and good:
             stats = np.sum([compute_cmvn_stats(raw) for raw, _, _ in good], axis=0)
         transform = None
-        if hasattr(self.acoustic_model, "adapted_log_likelihoods") and good:
+        sat_model = getattr(self.acoustic_model, "sat_model", None)
+        if sat_model is not None and good:
             # speaker-adaptive (SAT) model: the speaker's fMLLR transform from all its audio
             from asr.gmm.sat import speaker_transform
 
             feats = [self.acoustic_model.features(raw, cmvn_stats=stats) for raw, _, _ in good]
-            transform = speaker_transform(
-                self.acoustic_model, self.graph, feats, self.decoder_config
-            )
+            transform = speaker_transform(sat_model, self.graph, feats, self.decoder_config)
         results: list[Result | AsrError] = []
         for entry in prepared:
             if isinstance(entry, AsrError):

@@ -163,3 +163,49 @@ def test_bundle_transcribes_a_speaker_like_the_decode_stage(setup, tri3, tmp_pat
         utts = sorted(u for u in data.wav_scp if data.utt2spk[u] == spk_id)
         results = rec.transcribe_speaker([data.wav_scp[u] for u in utts])
         assert [r.text for r in results] == [decoded[u] for u in utts], spk_id
+
+
+def test_dnn_on_fmllr_features_adapts_to_each_speaker(setup, tri3, tmp_path):
+    """``asr train dnn --fmllr`` on the SAT alignments: the DNN dir keeps the SAT GMMs, decodes
+    a speaker at a time (its own transform), and its bundle gives the decode stage's hypotheses;
+    a non-SAT alignment model is refused."""
+    from asr.bundle import export_bundle
+    from asr.data import read_data_dir
+    from asr.errors import TrainingError
+    from asr.nnet.acoustic import DnnAcousticModel
+    from asr.nnet.recipes import DnnRecipeConfig, train_dnn
+    from asr.nnet.trainer import TrainConfig
+    from asr.recognizer import Recognizer
+    from asr.scoring import read_text_file
+
+    root = setup["root"]
+    config = DnnRecipeConfig(
+        hidden_dim=64, num_layers=2, context=(4, 4), fmllr=True,
+        train=TrainConfig(lr=2e-3, epochs=3, device="cpu"),
+    )  # fmt: skip
+    args = (setup["train"], setup["test"], setup["lang"].path)
+    train_dnn(*args, root / "tri3" / "ali", tmp_path / "dnn", config=config, progress=False)
+    model = load_acoustic_model(tmp_path / "dnn")
+    assert isinstance(model, DnnAcousticModel) and model.sat_model is not None
+    assert model.feature_dim == test_train_tri.TRI2.lda_dim and model.transform is not None
+    # the dev set's speakers were adapted with transforms from their SAT alignment
+    assert sorted(load_transforms(tmp_path / "dnn" / "ali_dev" / "trans.npz")) == [
+        "jackson",
+        "theo",
+    ]
+    graph = tmp_path / "graph"
+    mkgraph(setup["lang"].path, tmp_path / "dnn", root / "G.fst", graph)
+    decoder = DecoderConfig(beam=13.0, acoustic_scale=0.1)
+    summary = decode_data_dir(tmp_path / "dnn", graph, setup["test"], tmp_path / "decode",
+                              config=decoder)  # fmt: skip
+    assert summary.num_utterances == 40 and summary.wer is not None
+    decoded = read_text_file(tmp_path / "decode" / "hyp.txt")
+    export_bundle(tmp_path / "dnn", graph_dir=graph, out_dir=tmp_path / "bundle",
+                  lang_dir=setup["lang"].path, decoder_config=decoder)  # fmt: skip
+    rec = Recognizer.from_dir(tmp_path / "bundle", device="cpu")
+    data = read_data_dir(setup["test"])
+    utts = sorted(u for u in data.wav_scp if data.utt2spk[u] == "theo")
+    results = rec.transcribe_speaker([data.wav_scp[u] for u in utts])
+    assert [r.text for r in results] == [decoded[u] for u in utts]
+    with pytest.raises(TrainingError, match="speaker-adaptive"):
+        train_dnn(*args, root / "tri2" / "ali", tmp_path / "bad", config=config, progress=False)

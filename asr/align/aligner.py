@@ -490,6 +490,14 @@ class AlignSummary:
     out_dir: str
 
 
+def _sat_model_info(model_dir: Path) -> dict | None:
+    """``model.json`` of a speaker-adaptive (SAT) model dir, else None."""
+    from asr.acoustic import read_model_info
+
+    info = read_model_info(model_dir)
+    return info if info is not None and info.get("family") == "sat" else None
+
+
 def align_data_dir(
     data_dir: str | os.PathLike,
     lang_dir: str | os.PathLike,
@@ -503,7 +511,9 @@ def align_data_dir(
     """Align every utterance of ``data_dir`` (``feats.scp``, ``cmvn.scp``, ``text``) with the
     GMM model in ``model_dir`` (HMM files, ``gmm.pt``, ``feature_pipeline.json``); write
     ``out_dir/{ali.ark,ali.scp,ali.txt,failed.txt,ali_info.json}``. Failed utterances are
-    listed in ``failed.txt`` and skipped."""
+    listed in ``failed.txt`` and skipped. A SAT model (:mod:`asr.gmm.train_sat`) aligns in
+    two passes: its SI model, then per-speaker fMLLR and the SAT model on the adapted
+    features; the transforms go to ``out_dir/trans.npz``."""
     from asr.data import read_kaldi_map
     from asr.features.pipeline import FeaturePipelineConfig, load_features
     from asr.lang import read_lang
@@ -522,24 +532,52 @@ def align_data_dir(
     compiler = TrainingGraphCompiler(lang=lang, model=model)
     graphs, failed = compiler.compile_many(texts)
     utt_ids = sorted(texts)
-    jobs = [
-        AlignJob(
-            utt_ids=ids,
-            feats={u: feats[u] for u in ids if u in feats},
-            graphs={u: graphs[u] for u in ids if u in graphs},
-            gmm=gmm,
-            transition_model=model.transition_model,
-            mode="align",
-            align_config=config,
-            silence_pdf_ids=tuple(silence_pdfs(model.transition_model, lang.silence_phone_ids)),
-            accumulate=False,
-        )
-        for ids in split_by_speaker(utt_ids, utt2spk, num_jobs)
-    ]
-    own_pool = executor is None and num_jobs > 1 and len(jobs) > 1
-    pool = process_pool(len(jobs)) if own_pool else executor
+    split = split_by_speaker(utt_ids, utt2spk, num_jobs)
+    silence = tuple(silence_pdfs(model.transition_model, lang.silence_phone_ids))
+
+    def run(job_gmm: DiagGmmSet, job_feats: dict[str, np.ndarray]) -> list[AlignJobResult]:
+        jobs = [
+            AlignJob(
+                utt_ids=ids,
+                feats={u: job_feats[u] for u in ids if u in job_feats},
+                graphs={u: graphs[u] for u in ids if u in graphs},
+                gmm=job_gmm,
+                transition_model=model.transition_model,
+                mode="align",
+                align_config=config,
+                silence_pdf_ids=silence,
+                accumulate=False,
+            )
+            for ids in split
+        ]
+        return map_jobs(run_alignment_job, jobs, pool)
+
+    sat_info = _sat_model_info(model_dir)
+    own_pool = executor is None and num_jobs > 1 and len(split) > 1
+    pool = process_pool(len(split)) if own_pool else executor
     try:
-        results = map_jobs(run_alignment_job, jobs, pool)
+        if sat_info is None:
+            results = run(gmm, feats)
+        else:  # SAT (Kaldi's align_fmllr.sh): SI pass, fMLLR per speaker, adapted pass
+            from asr.gmm.sat import SI_GMM_FILE
+            from asr.gmm.train_sat import (
+                TRANS_FILE,
+                SatConfig,
+                adapt_features,
+                save_transforms,
+                speaker_transforms,
+            )
+
+            results = run(DiagGmmSet.load(model_dir / SI_GMM_FILE), feats)
+            first = {u: a for r in results for u, a in r.alignments.items()}
+            transforms, _ = speaker_transforms(
+                gmm=gmm, transition_model=model.transition_model, si_feats=feats,
+                cur_feats=feats, alignments=first, utt2spk=utt2spk, inits={},
+                silence_phone_ids=tuple(sat_info["silence_phone_ids"]), config=SatConfig(),
+                split=split, pool=pool,
+            )  # fmt: skip
+            results = run(gmm, adapt_features(feats, transforms, utt2spk))
+            save_transforms(out_dir / TRANS_FILE, transforms)
     finally:
         if own_pool and pool is not None:
             pool.shutdown()

@@ -84,6 +84,12 @@ def register_dnn(sub: argparse._SubParsersAction) -> None:
     dnn.add_argument("--num-layers", type=int, default=5, metavar="N")
     dnn.add_argument("--context", type=_pair, default=(8, 8), metavar="L,R",
                      help="input context in frames (R = streaming latency; default 8,8)")  # fmt: skip
+    dnn.add_argument(
+        "--fmllr", action="store_true",
+        help="input: the SAT alignment model's features mapped by each speaker's fMLLR "
+        "transform (ALI_DIR/trans.npz; dev speakers' from their SAT alignment); the model "
+        "keeps the SAT GMMs and adapts to each new speaker when decoding",
+    )  # fmt: skip
     _common(dnn, epochs=10, lr=1e-3, patience=3)
     dnn.set_defaults(func=_train_dnn)
 
@@ -158,7 +164,8 @@ def _train_dnn(args: argparse.Namespace) -> int:
     rank = _setup(args)
     config = DnnRecipeConfig(
         hidden_dim=args.hidden_dim, num_layers=args.num_layers, context=args.context,
-        dropout=args.dropout, cmvn=args.cmvn, deltas=args.deltas, train=_train_config(args),
+        dropout=args.dropout, cmvn=args.cmvn, deltas=args.deltas, fmllr=args.fmllr,
+        train=_train_config(args),
     )  # fmt: skip
     summary = train_dnn(
         args.data_dir, args.dev_dir, args.lang_dir, args.ali_dir, args.out_dir,

@@ -143,7 +143,7 @@ def _decode_utterances(
         utt_ids=utt_ids,
         transform=getattr(model, "transform", None),
     )
-    if hasattr(model, "adapted_log_likelihoods"):  # speaker-adaptive: a speaker at a time
+    if getattr(model, "sat_model", None) is not None:  # speaker-adaptive: a speaker at a time
         return _decode_speakers(
             model, graph, word_symbols, features, data_dir=data_dir, utt_ids=utt_ids,
             configs=configs, progress=progress,

@@ -129,6 +129,11 @@ class SatAcousticModel:
         """SAT scores of ``feats`` mapped by a speaker's ``transform (dim, dim + 1)``."""
         return _scores(self.sat, apply_fmllr(feats, transform))
 
+    @property
+    def sat_model(self) -> SatAcousticModel:
+        """What estimates the speaker transforms (itself; an fMLLR DNN holds one too)."""
+        return self
+
     def scores(self, feats: np.ndarray, transform: np.ndarray | None) -> np.ndarray:
         """Adapted scores with a speaker's transform, SI scores without one."""
         if transform is None:
@@ -192,7 +197,7 @@ def speaker_transform(
 
 
 def decode_speaker(
-    model: SatAcousticModel,
+    model,
     graph,
     feats: Sequence[np.ndarray],
     configs: Sequence,
@@ -200,12 +205,14 @@ def decode_speaker(
     word_symbols=None,
     sat_config: SatDecodeConfig | None = None,
 ) -> tuple[list[list], np.ndarray | None]:
-    """Decode one speaker's utterances (SI features, see the module docstring); returns
+    """Decode one speaker's utterances (SI features, see the module docstring) with ``model``
+    (a :class:`SatAcousticModel`, or an fMLLR DNN: anything with ``sat_model`` and
+    ``scores(feats, transform)``); returns
     ``results[utterance][config]`` (:class:`asr.decode.DecodeResult`) and the speaker's
     transform (None: too little speech, decoded with the SI model)."""
     from asr.decode.viterbi import decode
 
-    transform = speaker_transform(model, graph, feats, configs[0], sat_config=sat_config)
+    transform = speaker_transform(model.sat_model, graph, feats, configs[0], sat_config=sat_config)
     results = []
     for utt_feats in feats:
         scores = model.scores(utt_feats, transform)

@@ -75,7 +75,17 @@ from asr.hmm.build_tree import TreeConfig
 from asr.hmm.transition_model import TransitionModel
 from asr.lang import read_lang
 
-__all__ = ["SI_GMM_FILE", "TRANS_FILE", "SatConfig", "SatSummary", "train_sat"]
+__all__ = [
+    "SI_GMM_FILE",
+    "TRANS_FILE",
+    "SatConfig",
+    "SatSummary",
+    "adapt_features",
+    "load_transforms",
+    "save_transforms",
+    "speaker_transforms",
+    "train_sat",
+]
 
 TRANS_FILE = "trans.npz"
 SAT_FAMILY = "sat"
@@ -204,7 +214,9 @@ def adapt_features(
     return out
 
 
-def _save_transforms(path: Path, transforms: Mapping[str, np.ndarray]) -> None:
+def save_transforms(path: Path, transforms: Mapping[str, np.ndarray]) -> None:
+    """``{spk_id: (dim, dim + 1)}`` -> ``trans.npz`` (atomically)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     spk_ids = sorted(transforms)
     with atomic_write(path, "wb") as handle:
         np.savez(
@@ -321,7 +333,7 @@ def train_sat(
                 alignments=old_alignments, inits={}, **fmllr_args,
             )  # fmt: skip
             init_dir.mkdir(parents=True, exist_ok=True)
-            _save_transforms(init_dir / "trans_0.npz", transforms)
+            save_transforms(init_dir / "trans_0.npz", transforms)
             start, feats = build_triphone_start(
                 feature_mode="deltas",  # the features are used as given
                 tree_config=TreeConfig(
@@ -363,7 +375,7 @@ def train_sat(
                     gmm=state.gmm, transition_model=tm, cur_feats=trainer.feats,
                     alignments=state.alignments, inits=transforms, **fmllr_args,
                 )  # fmt: skip
-                _save_transforms(init_dir / f"trans_{x}.npz", transforms)
+                save_transforms(init_dir / f"trans_{x}.npz", transforms)
                 trainer.feats = adapt_features(si, transforms, utt2spk)
             stats = trainer.iteration(state)
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -383,10 +395,11 @@ def train_sat(
     state.gmm.save(out_dir / GMM_FILE)
     si_gmm.save(out_dir / SI_GMM_FILE)
     old.feature_pipeline.save(out_dir)
-    _save_transforms(out_dir / TRANS_FILE, transforms)
+    save_transforms(out_dir / TRANS_FILE, transforms)
     write_model_info(out_dir, family=SAT_FAMILY, silence_phone_ids=list(silence))
     write_alignments(alignments, out_dir / "ali")
     write_failed(failed, out_dir / "ali")
+    save_transforms(out_dir / "ali" / TRANS_FILE, transforms)  # with the alignment, as Kaldi
     summary = SatSummary(
         out_dir=str(out_dir),
         feature_dim=state.gmm.dim,

@@ -21,6 +21,14 @@ Features: whatever front end the data dir holds (the recipes use the GMM's
 MFCC-13 + energy), through the pipeline saved in the dir (per-speaker CMVN by
 default; deltas and splicing are left to the network's own context).
 
+A DNN trained on **fMLLR features** (``asr train dnn --fmllr`` on a SAT model's alignments)
+also holds that SAT model's pipeline transform (``final.mat``) and GMMs (``sat_gmm.pt``,
+``sat_gmm_si.pt``; ``model.json``: ``"fmllr": true`` and the silence phones): its
+:attr:`DnnAcousticModel.sat_model` estimates each speaker's transform
+(:func:`asr.gmm.sat.speaker_transform`, over the DNN's own graph: the tree is the SAT
+model's) and :meth:`DnnAcousticModel.scores` runs the network on the adapted features.
+Without a speaker (one utterance, streaming) the network sees the SI features.
+
 >>> from asr.acoustic import load_acoustic_model  # doctest: +SKIP
 >>> model = load_acoustic_model("exp/yesno/dnn")  # doctest: +SKIP
 >>> model.family, model.log_likelihoods(model.features(raw_mfcc)).shape  # doctest: +SKIP
@@ -41,7 +49,7 @@ from torch import nn
 
 from asr.acoustic import write_model_info
 from asr.errors import AsrError, ModelError
-from asr.features.pipeline import FeaturePipelineConfig, apply_pipeline
+from asr.features.pipeline import FeaturePipelineConfig, apply_pipeline, load_transform
 from asr.hmm.model import HmmModel
 from asr.nnet.checkpoint import load_model, save_model
 from asr.nnet.models import CtcModel, TdnnModel
@@ -59,6 +67,8 @@ __all__ = [
 
 NNET_FILE = "final.pt"
 LOG_PRIORS_FILE = "log_priors.npy"
+SAT_GMM_FILE = "sat_gmm.pt"
+SAT_SI_GMM_FILE = "sat_gmm_si.pt"
 TOKENS_FILE = "tokens.txt"
 
 
@@ -90,14 +100,39 @@ def _load_network(model_dir: Path, cls: type[nn.Module], device: str) -> nn.Modu
     return network
 
 
-def _load_pipeline(model_dir: Path) -> FeaturePipelineConfig:
+def _load_pipeline(
+    model_dir: Path, *, allow_transform: bool = False
+) -> tuple[FeaturePipelineConfig, np.ndarray | None]:
     try:
         pipeline = FeaturePipelineConfig.load(model_dir)
+        if pipeline.transform is not None and allow_transform:
+            return pipeline, load_transform(model_dir / pipeline.transform)
     except AsrError as err:
         raise ModelError(f"{model_dir}: {err}") from None
     if pipeline.transform is not None:
-        raise ModelError(f"{model_dir}: neural models take no feature transform")
-    return pipeline
+        raise ModelError(f"{model_dir}: this model takes no feature transform")
+    return pipeline, None
+
+
+def _load_sat_model(model_dir: Path, hmm: HmmModel, pipeline, transform, device: str):
+    """The SAT GMMs of an fMLLR-input DNN dir (see the module docstring), or None."""
+    from asr.acoustic import read_model_info
+    from asr.gmm.diag_gmm import DiagGmmSet
+    from asr.gmm.sat import SatAcousticModel
+
+    info = read_model_info(model_dir) or {}
+    if not info.get("fmllr"):
+        return None
+    paths = [model_dir / SAT_GMM_FILE, model_dir / SAT_SI_GMM_FILE]
+    for path in paths:
+        if not path.is_file():
+            raise ModelError(f"{path}: not found (an fMLLR DNN needs its SAT model's GMMs)")
+    sat, si = (DiagGmmSet.load(p, device=device) for p in paths)
+    return SatAcousticModel(
+        hmm=hmm, gmm=si, sat=sat, feature_pipeline=pipeline,
+        silence_phone_ids=tuple(int(p) for p in info.get("silence_phone_ids", ())),
+        transform=transform, model_dir=model_dir,
+    )  # fmt: skip
 
 
 def _as_input(feats: np.ndarray | torch.Tensor, input_dim: int, device) -> torch.Tensor:
@@ -123,6 +158,8 @@ class DnnAcousticModel:
     log_priors: np.ndarray
     feature_pipeline: FeaturePipelineConfig
     model_dir: Path | None = None
+    transform: np.ndarray | None = None
+    sat_model: object | None = None  # asr.gmm.sat.SatAcousticModel of an fMLLR DNN
     family: ClassVar[str] = "dnn"
 
     def __post_init__(self) -> None:
@@ -151,19 +188,33 @@ class DnnAcousticModel:
         if not priors_path.is_file():
             raise ModelError(f"{priors_path}: not found; is {model_dir} a DNN model dir?")
         log_priors = np.load(priors_path, allow_pickle=False).astype(np.float32)
+        hmm = HmmModel.load(model_dir)
+        pipeline, transform = _load_pipeline(model_dir, allow_transform=True)
         return cls(
-            hmm=HmmModel.load(model_dir),
+            hmm=hmm,
             network=_load_network(model_dir, TdnnModel, device),
             log_priors=log_priors,
-            feature_pipeline=_load_pipeline(model_dir),
+            feature_pipeline=pipeline,
             model_dir=model_dir,
+            transform=transform,
+            sat_model=_load_sat_model(model_dir, hmm, pipeline, transform, device),
         )
 
     def features(
         self, raw_feats: np.ndarray, *, cmvn_stats: np.ndarray | None = None
     ) -> np.ndarray:
         """Raw front-end features ``(num_frames, raw_dim)`` -> network input (float32)."""
-        return apply_pipeline(raw_feats, self.feature_pipeline, cmvn_stats=cmvn_stats)
+        return apply_pipeline(
+            raw_feats, self.feature_pipeline, cmvn_stats=cmvn_stats, transform=self.transform
+        )
+
+    def scores(self, feats: np.ndarray, transform: np.ndarray | None) -> np.ndarray:
+        """Scores of the features mapped by a speaker's fMLLR ``transform`` (None: as they are)."""
+        if transform is None:
+            return self.log_likelihoods(feats)
+        from asr.gmm.fmllr import apply_fmllr
+
+        return self.log_likelihoods(apply_fmllr(feats, transform))
 
     def log_likelihoods(self, feats: np.ndarray | torch.Tensor) -> np.ndarray:
         """``feats: (num_frames, dim)`` -> ``log p(pdf | x_t) - log p(pdf)``:
@@ -217,7 +268,7 @@ class CtcAcousticModel:
         return cls(
             network=_load_network(model_dir, CtcModel, device),
             tokens=tuple(read_tokens(model_dir / TOKENS_FILE)),
-            feature_pipeline=_load_pipeline(model_dir),
+            feature_pipeline=_load_pipeline(model_dir)[0],
             model_dir=model_dir,
         )
 
@@ -265,9 +316,14 @@ def save_dnn_model_dir(
     network: TdnnModel,
     log_priors: np.ndarray,
     feature_pipeline: FeaturePipelineConfig,
+    transform: np.ndarray | None = None,
+    sat_gmms: tuple | None = None,
+    silence_phone_ids: tuple[int, ...] = (),
     **info,
 ) -> DnnAcousticModel:
-    """Write a complete DNN model dir (``info`` goes into ``model.json``); returns the model."""
+    """Write a complete DNN model dir (``info`` goes into ``model.json``); returns the model.
+    An fMLLR-input DNN also gets its pipeline's ``transform`` and ``sat_gmms`` = (SAT GMMs,
+    SI GMMs) of the SAT model it was trained from (see the module docstring)."""
     from asr.fileio import atomic_write
 
     model_dir = Path(model_dir)
@@ -277,7 +333,16 @@ def save_dnn_model_dir(
         log_priors=np.asarray(log_priors, dtype=np.float32),
         feature_pipeline=feature_pipeline,
         model_dir=model_dir,
+        transform=transform,
     )
+    if transform is not None:
+        from asr.gmm.triphone_start import write_kaldi_matrix
+
+        write_kaldi_matrix(model_dir / feature_pipeline.transform, transform)
+    if sat_gmms is not None:
+        sat_gmms[0].save(model_dir / SAT_GMM_FILE)
+        sat_gmms[1].save(model_dir / SAT_SI_GMM_FILE)
+        info = {**info, "fmllr": True, "silence_phone_ids": list(silence_phone_ids)}
     hmm.save(model_dir)
     save_model(model_dir / NNET_FILE, network)
     with atomic_write(model_dir / LOG_PRIORS_FILE, "wb") as handle:

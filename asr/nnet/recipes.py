@@ -60,6 +60,10 @@ class DnnRecipeConfig:
     ``context=(left, right)``: the network's input context in frames (its right
     context is the streaming latency). ``prior_smoothing``: added to every pdf's
     alignment count before the priors are taken (unseen pdfs get a finite prior).
+    ``fmllr``: the input is the SAT alignment model's features mapped by each speaker's
+    fMLLR transform (``ALI_DIR/trans.npz``; dev speakers' from their SAT alignment), and
+    the model dir keeps the SAT GMMs to adapt to new speakers (Kaldi's DNNs on fMLLR
+    features); ``cmvn``/``deltas`` are then the SAT model's.
     """
 
     hidden_dim: int = 384
@@ -69,6 +73,7 @@ class DnnRecipeConfig:
     cmvn: str = "speaker"
     deltas: int = 0
     prior_smoothing: float = 1.0
+    fmllr: bool = False
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-3, epochs=10))
 
 
@@ -105,11 +110,51 @@ def _pipeline(data_dir: Path, cmvn: str, deltas: int) -> FeaturePipelineConfig:
     return FeaturePipelineConfig(cmvn=cmvn, deltas=deltas, base=read_feature_config(data_dir))
 
 
-def _features(data_dir: Path, pipeline: FeaturePipelineConfig) -> dict[str, np.ndarray]:
+def _features(
+    data_dir: Path, pipeline: FeaturePipelineConfig, *, model_dir: Path | None = None
+) -> dict[str, np.ndarray]:
     try:
-        return load_features(data_dir, pipeline)
+        return load_features(data_dir, pipeline, model_dir=model_dir)
     except AsrError as err:
         raise TrainingError(f"cannot load the features of {data_dir}: {err}") from None
+
+
+def _fmllr_input(gmm_dir: Path):
+    """The SAT alignment model of an fMLLR DNN (:class:`asr.gmm.sat.SatAcousticModel`)."""
+    from asr.acoustic import read_model_info
+    from asr.gmm.sat import SatAcousticModel
+
+    info = read_model_info(gmm_dir) or {}
+    if info.get("family") != "sat":
+        raise TrainingError(
+            f"fMLLR input needs a speaker-adaptive alignment model (asr train sat); "
+            f"{gmm_dir} is a {info.get('family', 'gmm')!r} model"
+        )
+    try:
+        return SatAcousticModel.load(gmm_dir)
+    except AsrError as err:
+        raise TrainingError(f"{gmm_dir}: {err}") from None
+
+
+def _adapted(
+    feats: dict[str, np.ndarray], data_dir: Path, trans_dir: Path
+) -> dict[str, np.ndarray]:
+    """``feats`` mapped by their speakers' transforms in ``trans_dir/trans.npz``."""
+    from asr.data import read_kaldi_map
+    from asr.gmm.train_sat import TRANS_FILE, adapt_features, load_transforms
+
+    path = trans_dir / TRANS_FILE
+    if not path.is_file():
+        raise TrainingError(
+            f"{path}: not found; fMLLR input needs the speakers' transforms (the SAT model's "
+            "own ali/, or `asr align` with the SAT model)"
+        )
+    transforms = load_transforms(path)
+    utt2spk = read_kaldi_map(data_dir / "utt2spk")
+    missing = sorted({utt2spk.get(u, u) for u in feats} - set(transforms))
+    if missing:
+        raise TrainingError(f"{path}: no transform for speaker(s) {missing[:5]} of {data_dir}")
+    return adapt_features(feats, transforms, utt2spk)
 
 
 def alignment_model_dir(ali_dir: str | os.PathLike) -> Path:
@@ -129,7 +174,7 @@ def alignment_model_dir(ali_dir: str | os.PathLike) -> Path:
 
 def _dev_alignments(
     dev_dir: Path, lang_dir: Path, gmm_dir: Path, out_dir: Path, dev_ali_dir: Path | None
-) -> dict[str, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], Path]:
     from asr.align import align_data_dir, read_alignments
 
     if dev_ali_dir is None:
@@ -138,7 +183,7 @@ def _dev_alignments(
         if _rank() == 0 and not is_up_to_date([dev_ali_dir / "ali.scp"], inputs):
             align_data_dir(dev_dir, lang_dir, gmm_dir, dev_ali_dir)
         _barrier()
-    return read_alignments(dev_ali_dir)
+    return read_alignments(dev_ali_dir), dev_ali_dir
 
 
 def _summary(
@@ -191,23 +236,27 @@ def train_dnn(
     except AsrError as err:
         raise TrainingError(f"alignment model of {ali_dir}: {err}") from None
     out_dir.mkdir(parents=True, exist_ok=True)
-    pipeline = _pipeline(data_dir, config.cmvn, config.deltas)
+    sat = _fmllr_input(gmm_dir) if config.fmllr else None
+    pipeline = sat.feature_pipeline if sat else _pipeline(data_dir, config.cmvn, config.deltas)
     tid2pdf = hmm.transition_model.tid2pdf
     datasets = []
     for name, data, alignments in (
         ("train", data_dir, read_alignments(ali_dir)),
         ("dev", dev_dir, None),
     ):
+        trans_dir = ali_dir
         if alignments is None and dev_dir.resolve() == data_dir.resolve():
             alignments = datasets[0]  # no separate dev set: the dev loss is the training loss
         elif alignments is None:
-            alignments = _dev_alignments(
+            alignments, trans_dir = _dev_alignments(
                 dev_dir, lang_dir, gmm_dir, out_dir, Path(dev_ali_dir) if dev_ali_dir else None
             )
         if isinstance(alignments, NnetDataset):
             datasets.append(alignments)
             continue
-        feats = _features(data, pipeline)
+        feats = _features(data, pipeline, model_dir=gmm_dir)
+        if sat is not None:
+            feats = _adapted(feats, data, trans_dir)
         targets, stats = frame_targets(
             alignments, tid2pdf=tid2pdf, num_frames={u: len(f) for u, f in feats.items()}
         )
@@ -247,9 +296,13 @@ def train_dnn(
     }
     if _rank() == 0:
         network = network.cpu().eval()
+        sat_files = {}
+        if sat is not None:
+            sat_files = {"transform": sat.transform, "sat_gmms": (sat.sat, sat.gmm),
+                         "silence_phone_ids": sat.silence_phone_ids}  # fmt: skip
         save_dnn_model_dir(
             out_dir, hmm=hmm, network=network, log_priors=log_priors,
-            feature_pipeline=pipeline, alignment_model=str(gmm_dir),
+            feature_pipeline=pipeline, alignment_model=str(gmm_dir), **sat_files,
         )  # fmt: skip
         summary = _summary(out_dir, "dnn", result, seconds, extra)
     else:
