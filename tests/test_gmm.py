@@ -89,10 +89,11 @@ def sample_frames(weights, means, variances, offsets, pdf_ids, seed):
     return feats
 
 
-@pytest.fixture(params=[True, False], ids=["numba", "torch"])
+@pytest.fixture(params=[True, False], ids=["fast", "torch"])
 def kernel_path(request, monkeypatch):
-    """Run a test with the compiled CPU kernels and with the pure-torch path."""
-    monkeypatch.setattr(diag_gmm_mod, "_USE_NUMBA", request.param)
+    """Run a test with the CPU fast paths (per-pdf matrix products, compiled accumulation) and
+    with the pure-torch pair-wise path."""
+    monkeypatch.setattr(diag_gmm_mod, "_USE_GROUPED", request.param)
     monkeypatch.setattr(accumulate_mod, "_USE_NUMBA", request.param)
     return request.param
 

@@ -197,8 +197,46 @@ class GmmAccumulator:
         """Viterbi statistics: ``feats: (num_frames, dim)``, ``pdf_ids: (num_frames,)``,
         optional per-frame ``weights`` (e.g. 0 for silence). Returns the summed log-likelihood."""
         self._check_model(gmm)
+        if _USE_NUMBA and self.device.type == "cpu" and gmm.device.type == "cpu":
+            return self._accumulate_grouped(gmm, feats, pdf_ids, weights)
         post = gmm.gaussian_posteriors(feats, pdf_ids)
         return self.add_gaussian_posteriors(feats, post, entry_weights=weights)
+
+    def _accumulate_grouped(
+        self,
+        gmm: DiagGmmSet,
+        feats: torch.Tensor,
+        pdf_ids: torch.Tensor,
+        weights: torch.Tensor | None,
+    ) -> float:
+        """:meth:`accumulate_aligned` by pdf: each pdf's posteriors and statistics are matrix
+        products over its frames (:meth:`DiagGmmSet.pdf_groups`), not a loop over pairs."""
+        feats = gmm._check_feats(torch.as_tensor(feats))
+        pdf_ids = gmm._check_pdf_ids(pdf_ids)
+        if pdf_ids.numel() != feats.shape[0]:
+            raise ModelError(f"{pdf_ids.numel()} pdf ids for {feats.shape[0]} frames of features")
+        frame_w = None
+        if weights is not None:
+            frame_w = torch.as_tensor(weights).to(torch.float64).flatten()
+            if frame_w.numel() != pdf_ids.numel():
+                raise ModelError(f"{frame_w.numel()} entry weights for {pdf_ids.numel()} entries")
+        frames = torch.arange(feats.shape[0])
+        log_like = 0.0
+        for rows, g0, x, post, entry_ll in gmm.pdf_groups(feats, frames, pdf_ids):
+            if frame_w is not None:
+                w = frame_w[rows]
+                post = post * w[:, None]
+                log_like += float((w * entry_ll).sum())
+            else:
+                log_like += float(entry_ll.sum())
+            g1 = g0 + post.shape[1]
+            self.occupancy[g0:g1] += post.sum(0)
+            sums = post.T @ x  # (num_gauss_p, 2 dim): [x, x^2] sums
+            self.x_sum[g0:g1] += sums[:, : self.dim]
+            self.x2_sum[g0:g1] += sums[:, self.dim :]
+        self.tot_log_like += log_like
+        self.tot_weight += float(frame_w.sum()) if frame_w is not None else float(len(frames))
+        return log_like
 
     def accumulate_posteriors(
         self,
