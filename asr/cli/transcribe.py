@@ -34,7 +34,10 @@ EPILOG = """output formats (--format):
 utt_id: the wav.scp key, else the file name without extension.
 Speaker CMVN: a model trained with per-speaker CMVN (the recipes' GMM and DNN models)
 normalizes a lone file with its own statistics; give --utt2spk (or --data-dir) to pool
-the statistics of each speaker's files, as the recipe's decode stage does.
+the statistics of each speaker's files, as the recipe's decode stage does. Speaker-
+adaptive models (tri3, a DNN trained with --fmllr) also estimate one fMLLR transform per
+speaker from those files (SI pass, transform, adapted pass); a speaker with less than
+~5 s of speech, e.g. a lone short file, is decoded with the speaker-independent model.
 Confidences are an acoustic frame-posterior proxy (see asr/confidence.py), not
 lattice word posteriors.
 
