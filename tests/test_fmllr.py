@@ -110,3 +110,22 @@ def test_too_few_frames_keep_the_start_and_bad_shapes_raise() -> None:
         stats.accumulate(gmm, feats[:, :3], pdf_ids)
     with pytest.raises(EstimationError):
         estimate_fmllr(stats, init=np.eye(DIM))
+
+
+def test_few_frames_get_a_diagonal_transform() -> None:
+    # between min_count_diag and min_count frames: only a_ii and b_i are estimated
+    rng = np.random.default_rng(4)
+    gmm = _gmm(rng, num_pdfs=6, gauss_per_pdf=1)
+    model_space, pdf_ids = _sample(gmm, rng, 300)
+    scale, shift = rng.uniform(0.7, 1.4, DIM), rng.normal(0, 0.8, DIM)
+    speaker = (model_space - shift) / scale  # the true transform maps it back: diag(scale), shift
+    stats = FmllrStats.zeros(DIM)
+    stats.accumulate(gmm, speaker, pdf_ids)
+    result = estimate_fmllr(stats, config=FmllrConfig(num_iters=20))
+    assert result.update == "diag" and result.objective_after > result.objective_before
+    a = result.transform[:, :DIM]
+    np.testing.assert_array_equal(a, np.diag(np.diag(a)))
+    np.testing.assert_allclose(np.diag(a), scale, rtol=0.1)
+    np.testing.assert_allclose(result.transform[:, DIM], shift, atol=0.3)
+    full = estimate_fmllr(stats, config=FmllrConfig(num_iters=20, min_count=100))
+    assert full.update == "full" and full.objective_after >= result.objective_after - 1e-9

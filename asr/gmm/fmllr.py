@@ -46,26 +46,36 @@ _CHUNK_FRAMES = 2048
 
 @dataclass(frozen=True)
 class FmllrConfig:
-    """Options of :func:`estimate_fmllr`. ``min_count``: below this many (weighted) frames the
-    transform stays the starting one (Kaldi's ``--fmllr-min-count``, 500)."""
+    """Options of :func:`estimate_fmllr`. With at least ``min_count`` (weighted) frames the
+    whole ``[A b]`` is estimated (Kaldi's ``--fmllr-min-count``, 500); with at least
+    ``min_count_diag`` only a diagonal ``A`` and ``b`` (2 parameters per dimension: enough
+    for one short utterance); with fewer the transform stays the starting one."""
 
     num_iters: int = 10
     min_count: float = 500.0
+    min_count_diag: float = 100.0
 
     def __post_init__(self) -> None:
-        if self.num_iters < 1 or self.min_count < 0:
-            raise EstimationError("fMLLR: num_iters must be >= 1 and min_count >= 0")
+        if self.num_iters < 1 or not 0 <= self.min_count_diag <= self.min_count:
+            raise EstimationError(
+                "fMLLR: num_iters must be >= 1 and 0 <= min_count_diag <= min_count"
+            )
 
 
 @dataclass(frozen=True)
 class FmllrResult:
-    """``transform``: ``(dim, dim + 1)`` = ``[A b]``; objectives are ``Q / beta`` per frame."""
+    """``transform``: ``(dim, dim + 1)`` = ``[A b]``; objectives are ``Q / beta`` per frame;
+    ``update``: ``"full"``, ``"diag"`` or ``"none"`` (too few frames: the start, unchanged)."""
 
     transform: np.ndarray
     count: float
     objective_before: float
     objective_after: float
-    updated: bool
+    update: str
+
+    @property
+    def updated(self) -> bool:
+        return self.update != "none"
 
 
 @dataclass
@@ -161,35 +171,46 @@ def estimate_fmllr(
     stats: FmllrStats, *, init: np.ndarray | None = None, config: FmllrConfig | None = None
 ) -> FmllrResult:
     """Row-by-row maximization of ``Q`` from ``init`` (default identity); see the module
-    docstring. With fewer than ``config.min_count`` frames the start is returned unchanged."""
+    docstring. The amount of data picks the update (:class:`FmllrConfig`): the full matrix,
+    a diagonal one (from the diagonal of ``init``), or none."""
     config = config or FmllrConfig()
     dim = stats.dim
     transform = identity_transform(dim) if init is None else np.array(init, dtype=np.float64)
     if transform.shape != (dim, dim + 1):
         raise EstimationError(f"fMLLR: initial transform {transform.shape}, need {(dim, dim + 1)}")
     before = stats.objective(transform)
-    if stats.beta < config.min_count:
-        return FmllrResult(transform, stats.beta, before, before, updated=False)
-    try:
-        g_inv = np.linalg.inv(stats.g)
-    except np.linalg.LinAlgError:
-        raise EstimationError("fMLLR: singular statistics (too few distinct frames)") from None
+    if stats.beta < config.min_count_diag:
+        return FmllrResult(transform, stats.beta, before, before, update="none")
+    update = "full" if stats.beta >= config.min_count else "diag"
+    if update == "diag":  # a diagonal A: each row keeps only (a_ii, b_i)
+        transform = np.concatenate([np.diag(np.diag(transform[:, :dim])), transform[:, dim:]], 1)
+        before = stats.objective(transform)
     for _ in range(config.num_iters):
         for i in range(dim):
-            cofactor = np.append(np.linalg.inv(transform[:, :dim]).T[i], 0.0)
-            gc = g_inv[i] @ cofactor
+            free = np.arange(dim + 1) if update == "full" else np.array([i, dim])
+            g = stats.g[i][np.ix_(free, free)]
+            if update == "full":
+                cofactor = np.append(np.linalg.inv(transform[:, :dim]).T[i], 0.0)
+            else:  # the cofactor of a_ii in a diagonal A is prod_{j != i} a_jj: any scale does
+                cofactor = np.array([1.0, 0.0])
+            try:
+                gc, gk = np.linalg.solve(g, np.stack([cofactor, stats.k[i][free]], 1)).T
+            except np.linalg.LinAlgError:
+                raise EstimationError(
+                    "fMLLR: singular statistics (too few distinct frames)"
+                ) from None
             a = float(cofactor @ gc)
-            b = float(stats.k[i] @ gc)
+            b = float(cofactor @ gk)
             disc = np.sqrt(b * b + 4.0 * a * stats.beta)
             roots = ((-b + disc) / (2 * a), (-b - disc) / (2 * a))
             alpha = max(roots, key=lambda r: stats.beta * np.log(abs(r * a + b)) - 0.5 * r * r * a)
-            transform[i] = g_inv[i] @ (alpha * cofactor + stats.k[i])
+            transform[i, free] = alpha * gc + gk
     after = stats.objective(transform)
     if not np.isfinite(after) or after < before - 1e-6:
         raise EstimationError(
             f"fMLLR: the objective went from {before:.4f} to {after:.4f} per frame"
         )
-    return FmllrResult(transform, stats.beta, before, after, updated=True)
+    return FmllrResult(transform, stats.beta, before, after, update=update)
 
 
 def apply_fmllr(feats: np.ndarray, transform: np.ndarray) -> np.ndarray:
