@@ -21,6 +21,8 @@ on the same audio at the model's rate:
 * CMVN ``"utterance"``/``"speaker"``: partial results and endpointing use sliding
   CMVN (600-frame window, as Kaldi's online CMVN stands in for utterance stats);
   ``finalize()`` re-decodes the utterance with its own stats: the same result;
+  a speaker-adaptive model (tri3, an fMLLR DNN) also estimates its fMLLR transform
+  from the utterance there (partials use the speaker-independent scores);
 * models that are not frame-independent (``frame_independent = False``, e.g. a
   recurrent CTC model): partials re-score everything so far; ``finalize()``
   decodes the whole utterance: the same result;
@@ -69,6 +71,9 @@ from asr.features.extractors import compute_features, num_frames
 from asr.features.functional import compute_cmvn_stats
 from asr.features.online import OnlineFeatureExtractor, OnlineSlidingCmvn, SlidingCmvnConfig
 from asr.features.pipeline import apply_pipeline
+
+#: ``decode_raw_features``: estimate a speaker-adaptive model's transform from the utterance
+_OWN_TRANSFORM = object()
 
 __all__ = ["Recognizer", "Result", "Stream", "Word", "resolve_device"]
 
@@ -234,7 +239,7 @@ class Recognizer:
         stats = None
         if self.feature_pipeline.cmvn == "speaker" and good:
             stats = np.sum([compute_cmvn_stats(raw) for raw, _, _ in good], axis=0)
-        transform = None
+        transform = _OWN_TRANSFORM
         sat_model = getattr(self.acoustic_model, "sat_model", None)
         if sat_model is not None and good:
             # speaker-adaptive (SAT) model: the speaker's fMLLR transform from all its audio
@@ -263,16 +268,22 @@ class Recognizer:
         duration_s: float,
         time_offset_s: float = 0.0,
         cmvn_stats: np.ndarray | None = None,
-        speaker_transform: np.ndarray | None = None,
+        speaker_transform: np.ndarray | None | object = _OWN_TRANSFORM,
     ) -> Result:
         """Front-end features of a whole utterance -> :class:`Result` (offline decode);
         ``cmvn_stats``: the speaker's Kaldi CMVN stats (default: the utterance's own);
-        ``speaker_transform``: a SAT model's fMLLR transform for the speaker."""
+        ``speaker_transform``: for a speaker-adaptive model, the speaker's fMLLR transform
+        (None: the SI scores); by default one is estimated from this utterance alone."""
         feats = self.acoustic_model.features(raw_feats, cmvn_stats=cmvn_stats)
-        if speaker_transform is not None:
-            log_likes = self.acoustic_model.scores(feats, speaker_transform)
-        else:
+        sat_model = getattr(self.acoustic_model, "sat_model", None)
+        if sat_model is None:
             log_likes = self.acoustic_model.log_likelihoods(feats)
+        else:
+            if speaker_transform is _OWN_TRANSFORM:
+                from asr.gmm.sat import speaker_transform as estimate
+
+                speaker_transform = estimate(sat_model, self.graph, [feats], self.decoder_config)
+            log_likes = self.acoustic_model.scores(feats, speaker_transform)
         search = SearchState(self.graph, self.decoder_config)
         search.init()
         search.advance(check_log_likes(self.graph, log_likes))

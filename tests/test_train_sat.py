@@ -163,6 +163,12 @@ def test_bundle_transcribes_a_speaker_like_the_decode_stage(setup, tri3, tmp_pat
         utts = sorted(u for u in data.wav_scp if data.utt2spk[u] == spk_id)
         results = rec.transcribe_speaker([data.wav_scp[u] for u in utts])
         assert [r.text for r in results] == [decoded[u] for u in utts], spk_id
+    # a lone utterance (a stream, `asr transcribe FILE`): its own transform when it has the
+    # frames for one (these digits do not: SI scores), the same in a stream and in transcribe
+    path = data.wav_scp[utts[0]]
+    stream = rec.stream()
+    stream.accept_waveform(rec.load_audio(path))
+    assert stream.finalize().text == rec.transcribe(path).text
 
 
 def test_dnn_on_fmllr_features_adapts_to_each_speaker(setup, tri3, tmp_path):
