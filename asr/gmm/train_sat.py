@@ -58,8 +58,6 @@ from asr.gmm.train_mono import (
     TRAIN_LOG_FILE,
     IterationStats,
     _load_checkpoint,
-    _save_checkpoint,
-    _State,
     _Trainer,
 )
 from asr.gmm.train_tri import (
@@ -69,6 +67,9 @@ from asr.gmm.train_tri import (
     _load_start,
     _save_start,
     _worker_pool,
+    matching_alignments,
+    run_iterations,
+    start_state,
 )
 from asr.gmm.triphone_start import build_triphone_start, split_jobs, write_kaldi_matrix
 from asr.hmm.build_tree import TreeConfig
@@ -307,13 +308,7 @@ def train_sat(
     texts = read_kaldi_map(data_dir / "text")
     utt2spk = read_kaldi_map(data_dir / "utt2spk") if (data_dir / "utt2spk").is_file() else {}
     utt_ids = sorted(texts)
-    bad = [u for u, a in old_alignments.items() if u in si and len(a) != len(si[u])]
-    if bad:
-        raise TrainingError(
-            f"{ali_dir / 'ali'}: alignment of {bad[0]} has {len(old_alignments[bad[0]])} frames, "
-            f"the features {len(si[bad[0]])} ({len(bad)} such utterances)"
-        )
-    old_alignments = {u: a for u, a in old_alignments.items() if u in texts and u in si}
+    old_alignments = matching_alignments(old_alignments, si, texts, ali_dir / "ali")
     split = split_by_speaker(utt_ids, utt2spk, num_jobs)
     checkpoint, init_dir = out_dir / CHECKPOINT_FILE, out_dir / INIT_DIR
     silence = tuple(lang.silence_phone_ids)
@@ -357,18 +352,10 @@ def train_sat(
             split=split, executor=pool,
         )  # fmt: skip
         resumed_from = state.next_iter if state is not None else None
-        if state is None:
-            state = _State(
-                next_iter=1,
-                gmm=start.gmm,
-                log_probs=model.transition_model.log_probs.copy(),
-                num_gauss=start.gmm.num_gauss,
-                alignments=dict(start.alignments),
-                failed={},
-                log=[],
-            )
-        while state.next_iter < config.tri.num_iters:
-            x = state.next_iter
+        state = state or start_state(start)
+
+        def before_iteration(x: int) -> None:
+            nonlocal transforms, gains
             if x in config.fmllr_iters:
                 tm = trainer.model_with(state.log_probs).transition_model
                 transforms, gains[x] = speaker_transforms(
@@ -377,11 +364,11 @@ def train_sat(
                 )  # fmt: skip
                 save_transforms(init_dir / f"trans_{x}.npz", transforms)
                 trainer.feats = adapt_features(si, transforms, utt2spk)
-            stats = trainer.iteration(state)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            _save_checkpoint(checkpoint, state, config)
-            if progress is not None:
-                progress(stats)
+
+        run_iterations(
+            trainer, state, config, num_iters=config.tri.num_iters, checkpoint=checkpoint,
+            before_iteration=before_iteration, progress=progress,
+        )  # fmt: skip
         final_model = trainer.model_with(state.log_probs)
         alignments, failed = trainer.final_alignment(state.gmm, final_model.transition_model)
     finally:

@@ -290,13 +290,7 @@ def train_tri(
     texts = read_kaldi_map(data_dir / "text")
     utt2spk = read_kaldi_map(data_dir / "utt2spk") if (data_dir / "utt2spk").is_file() else {}
     utt_ids = sorted(texts)
-    bad = [u for u, a in old_alignments.items() if u in raw and len(a) != len(raw[u])]
-    if bad:
-        raise TrainingError(
-            f"{ali_dir / 'ali'}: alignment of {bad[0]} has {len(old_alignments[bad[0]])} frames, "
-            f"the features {len(raw[bad[0]])} ({len(bad)} such utterances)"
-        )
-    old_alignments = {u: a for u, a in old_alignments.items() if u in texts and u in raw}
+    old_alignments = matching_alignments(old_alignments, raw, texts, ali_dir / "ali")
     split = split_by_speaker(utt_ids, utt2spk, num_jobs)
     checkpoint = out_dir / CHECKPOINT_FILE
     init_dir = out_dir / INIT_DIR
@@ -337,30 +331,22 @@ def train_tri(
             executor=pool,
         )  # fmt: skip
         resumed_from = state.next_iter if state is not None else None
-        if state is None:
-            state = _State(
-                next_iter=1,
-                gmm=start.gmm,
-                log_probs=model.transition_model.log_probs.copy(),
-                num_gauss=start.gmm.num_gauss,
-                alignments=dict(start.alignments),
-                failed={},
-                log=[],
-            )
+        state = state or start_state(start)
         silence = tuple(lang.silence_phone_ids)
-        while state.next_iter < config.num_iters:
-            x = state.next_iter
+
+        def before_iteration(x: int) -> None:
+            nonlocal transform
             if config.feature_mode == "lda_mllt" and x in config.mllt_iters:
                 transform, update = _mllt_update(
                     state, trainer, config, raw=raw, transform=transform, silence=silence,
                     split=split, pool=pool, init_dir=init_dir,
                 )  # fmt: skip
                 mllt_updates.append(update)
-            stats = trainer.iteration(state)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            _save_checkpoint(checkpoint, state, config)
-            if progress is not None:
-                progress(stats)
+
+        run_iterations(
+            trainer, state, config, num_iters=config.num_iters, checkpoint=checkpoint,
+            before_iteration=before_iteration, progress=progress,
+        )  # fmt: skip
         final_model = trainer.model_with(state.log_probs)
         alignments, failed = trainer.final_alignment(state.gmm, final_model.transition_model)
     finally:
@@ -406,6 +392,57 @@ def train_tri(
     checkpoint.unlink(missing_ok=True)
     shutil.rmtree(init_dir, ignore_errors=True)
     return summary
+
+
+def matching_alignments(
+    alignments: Mapping[str, np.ndarray],
+    feats: Mapping[str, np.ndarray],
+    texts: Mapping[str, str],
+    ali_dir: Path,
+) -> dict[str, np.ndarray]:
+    """The alignments of utterances with features and a transcript; :class:`TrainingError`
+    when one's length differs from its features' (another front end or frame shift)."""
+    bad = [u for u, a in alignments.items() if u in feats and len(a) != len(feats[u])]
+    if bad:
+        raise TrainingError(
+            f"{ali_dir}: alignment of {bad[0]} has {len(alignments[bad[0]])} frames, "
+            f"the features {len(feats[bad[0]])} ({len(bad)} such utterances)"
+        )
+    return {u: a for u, a in alignments.items() if u in texts and u in feats}
+
+
+def start_state(start: TriphoneStart) -> _State:
+    """The training state before iteration 1: the start's GMMs, transitions and alignment."""
+    return _State(
+        next_iter=1,
+        gmm=start.gmm,
+        log_probs=start.model.transition_model.log_probs.copy(),
+        num_gauss=start.gmm.num_gauss,
+        alignments=dict(start.alignments),
+        failed={},
+        log=[],
+    )
+
+
+def run_iterations(
+    trainer: _Trainer,
+    state: _State,
+    config,
+    *,
+    num_iters: int,
+    checkpoint: Path,
+    before_iteration: Callable[[int], None],
+    progress: Callable[[IterationStats], None] | None,
+) -> None:
+    """Iterations ``state.next_iter .. num_iters - 1``: ``before_iteration(x)`` (a feature-space
+    update: MLLT, fMLLR), the trainer's iteration, a checkpoint (``config.to_dict()``)."""
+    while state.next_iter < num_iters:
+        before_iteration(state.next_iter)
+        stats = trainer.iteration(state)
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        _save_checkpoint(checkpoint, state, config)
+        if progress is not None:
+            progress(stats)
 
 
 def _single_threaded_worker() -> None:
