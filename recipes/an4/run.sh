@@ -159,7 +159,7 @@ fi
 if stage_ok 16; then
   log "stage 16: CTC TLG and decoding"
   asr graph mktlg "$data/lang" "$exp/ctc/graph" --tokens "$exp/ctc/tokens.txt"
-  decode_model ctc dev 0.5,0.7,1.0,1.5 test
+  decode_model ctc dev 0.7,1.0,1.5,2,3,4,5 test  # CTC log-posteriors: scales above 1 (vs GMMs' ~0.05)
 fi
 
 if stage_ok 17; then
