@@ -84,7 +84,7 @@ best_gmm_ali() {
 # SELECT_SET) utterance, and the chart of recipes/CORPUS/RESULTS.md when it exists.
 export_all() {
   local corpus=$1 select=$2 model plot_set wav
-  for model in mono tri1 tri2 tri3 dnn ctc; do
+  for model in mono tri1 tri2 tri3 dnn ctc ctc_stream; do
     [ -d "$exp/$model/graph" ] || continue
     local decode_opt=()
     [ -f "$exp/$model/decode_$select/decode.json" ] && decode_opt=(--decode-dir "$exp/$model/decode_$select")
