@@ -28,7 +28,7 @@ from asr.features.pipeline import FeaturePipelineConfig, apply_pipeline, load_tr
 from asr.gmm.diag_gmm import DiagGmmSet
 from asr.hmm.model import HmmModel
 
-__all__ = ["GMM_FILE", "GmmAcousticModel"]
+__all__ = ["GMM_FILE", "GmmAcousticModel", "gmm_scores"]
 
 GMM_FILE = "gmm.pt"
 _GMM_FILES = (GMM_FILE, "gmm.npz")
@@ -115,12 +115,18 @@ class GmmAcousticModel:
 
     def log_likelihoods(self, feats: np.ndarray | torch.Tensor) -> np.ndarray:
         """``feats: (num_frames, dim)`` -> ``log p(x_t | pdf): (num_frames, num_pdfs)`` float32."""
-        feats = torch.as_tensor(np.asarray(feats) if not torch.is_tensor(feats) else feats)
-        if feats.ndim != 2 or feats.shape[1] != self.gmm.dim:
-            raise ModelError(
-                f"features have shape {tuple(feats.shape)}; the model expects "
-                f"(num_frames, {self.gmm.dim}) (check the feature pipeline)"
-            )
-        with torch.inference_mode():
-            out = self.gmm.log_likelihoods(feats)
-        return out.cpu().numpy().astype(np.float32, copy=False)
+        return gmm_scores(self.gmm, feats)
+
+
+def gmm_scores(gmm: DiagGmmSet, feats: np.ndarray | torch.Tensor) -> np.ndarray:
+    """``log p(x_t | pdf)`` of every pdf of ``gmm``: ``(num_frames, num_pdfs)`` float32;
+    :class:`ModelError` when ``feats`` is not ``(num_frames, gmm.dim)``."""
+    feats = torch.as_tensor(np.asarray(feats) if not torch.is_tensor(feats) else feats)
+    if feats.ndim != 2 or feats.shape[1] != gmm.dim:
+        raise ModelError(
+            f"features have shape {tuple(feats.shape)}; the model expects "
+            f"(num_frames, {gmm.dim}) (check the feature pipeline)"
+        )
+    with torch.inference_mode():
+        out = gmm.log_likelihoods(feats)
+    return out.cpu().numpy().astype(np.float32, copy=False)

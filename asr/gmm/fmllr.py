@@ -122,20 +122,30 @@ class FmllrStats:
             return
         feats, pdf_ids, weights = feats[keep], pdf_ids[keep], weights[keep]
         post_src = feats if posterior_feats is None else np.asarray(posterior_feats)[keep]
-        posts = gmm.gaussian_posteriors(torch.from_numpy(np.ascontiguousarray(post_src)),
-                                        torch.from_numpy(pdf_ids))  # fmt: skip
-        frames = posts.frame_index.numpy()
-        gauss = posts.gauss_index.numpy()
-        occ = posts.posteriors.numpy() * weights[frames]
-        inv_vars = gmm.inv_vars.double().cpu().numpy()[gauss]
-        means = gmm.means.double().cpu().numpy()[gauss]
         num_frames = len(feats)
-        scaled_inv_var = np.zeros((num_frames, self.dim))  # sum_m gamma / var, per frame
-        scaled_mean = np.zeros((num_frames, self.dim))  # sum_m gamma mu / var, per frame
-        np.add.at(scaled_inv_var, frames, occ[:, None] * inv_vars)
-        np.add.at(scaled_mean, frames, occ[:, None] * means * inv_vars)
+        # per frame, over the Gaussians m of its pdf: sum gamma/var and sum gamma mu/var,
+        # one matrix product per pdf (DiagGmmSet.pdf_groups)
+        inv_vars = gmm.inv_vars.double().cpu()
+        mean_inv_vars = gmm.means.double().cpu() * inv_vars
+        scaled_inv_var = torch.zeros(num_frames, self.dim, dtype=torch.float64)
+        scaled_mean = torch.zeros(num_frames, self.dim, dtype=torch.float64)
+        frame_w = torch.from_numpy(weights)
+        groups = gmm.pdf_groups(
+            torch.from_numpy(np.ascontiguousarray(post_src)).to(gmm.device),
+            torch.arange(num_frames, device=gmm.device),
+            gmm._check_pdf_ids(torch.from_numpy(pdf_ids)),
+        )
+        beta = 0.0
+        for rows, g0, _, post, _ in groups:
+            rows = rows.cpu()
+            occ = post.cpu() * frame_w[rows][:, None]
+            g1 = g0 + occ.shape[1]
+            scaled_inv_var[rows] = occ @ inv_vars[g0:g1]
+            scaled_mean[rows] = occ @ mean_inv_vars[g0:g1]
+            beta += float(occ.sum())
+        scaled_inv_var, scaled_mean = scaled_inv_var.numpy(), scaled_mean.numpy()
         xi = np.concatenate([feats, np.ones((num_frames, 1))], axis=1)
-        self.beta += float(occ.sum())
+        self.beta += beta
         self.k += scaled_mean.T @ xi
         ext = self.dim + 1
         for start in range(0, num_frames, _CHUNK_FRAMES):
@@ -185,26 +195,24 @@ def estimate_fmllr(
     if update == "diag":  # a diagonal A: each row keeps only (a_ii, b_i)
         transform = np.concatenate([np.diag(np.diag(transform[:, :dim])), transform[:, dim:]], 1)
         before = stats.objective(transform)
+    free = [np.arange(dim + 1) if update == "full" else np.array([i, dim]) for i in range(dim)]
+    try:  # each row's statistics restricted to its free entries, inverted once
+        g_inv = [np.linalg.inv(stats.g[i][np.ix_(free[i], free[i])]) for i in range(dim)]
+    except np.linalg.LinAlgError:
+        raise EstimationError("fMLLR: singular statistics (too few distinct frames)") from None
     for _ in range(config.num_iters):
         for i in range(dim):
-            free = np.arange(dim + 1) if update == "full" else np.array([i, dim])
-            g = stats.g[i][np.ix_(free, free)]
             if update == "full":
                 cofactor = np.append(np.linalg.inv(transform[:, :dim]).T[i], 0.0)
             else:  # the cofactor of a_ii in a diagonal A is prod_{j != i} a_jj: any scale does
                 cofactor = np.array([1.0, 0.0])
-            try:
-                gc, gk = np.linalg.solve(g, np.stack([cofactor, stats.k[i][free]], 1)).T
-            except np.linalg.LinAlgError:
-                raise EstimationError(
-                    "fMLLR: singular statistics (too few distinct frames)"
-                ) from None
+            gc, gk = g_inv[i] @ cofactor, g_inv[i] @ stats.k[i][free[i]]
             a = float(cofactor @ gc)
             b = float(cofactor @ gk)
             disc = np.sqrt(b * b + 4.0 * a * stats.beta)
             roots = ((-b + disc) / (2 * a), (-b - disc) / (2 * a))
             alpha = max(roots, key=lambda r: stats.beta * np.log(abs(r * a + b)) - 0.5 * r * r * a)
-            transform[i, free] = alpha * gc + gk
+            transform[i, free[i]] = alpha * gc + gk
     after = stats.objective(transform)
     if not np.isfinite(after) or after < before - 1e-6:
         raise EstimationError(

@@ -12,8 +12,9 @@ utterances of one speaker:
    on the adapted features, and a second transform from it (starting from the first);
 3. the final pass at every requested decoder config.
 
-A speaker with less speech than ``FmllrConfig.min_count`` frames (500: 5 s) gets no transform
-and is decoded with the SI model.
+The amount of speech picks the transform (:class:`asr.gmm.fmllr.FmllrConfig`): a full one from
+500 frames, a diagonal one from 100; a speaker with less gets none and is decoded with the SI
+model.
 
 Through the plain :class:`asr.acoustic.AcousticModel` interface (one utterance, no speaker:
 streaming, ``Recognizer`` without a speaker) the model scores with the SI GMMs.
@@ -33,12 +34,11 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import torch
 
 from asr.acoustic import read_model_info
 from asr.errors import ModelError
 from asr.features.pipeline import FeaturePipelineConfig, apply_pipeline
-from asr.gmm.acoustic import GmmAcousticModel
+from asr.gmm.acoustic import GmmAcousticModel, gmm_scores
 from asr.gmm.diag_gmm import DiagGmmSet
 from asr.gmm.fmllr import FmllrConfig, FmllrStats, apply_fmllr, estimate_fmllr
 from asr.hmm.model import HmmModel
@@ -123,11 +123,11 @@ class SatAcousticModel:
 
     def log_likelihoods(self, feats: np.ndarray) -> np.ndarray:
         """SI scores ``(num_frames, num_pdfs)`` (first pass; no speaker transform)."""
-        return _scores(self.gmm, feats)
+        return gmm_scores(self.gmm, feats)
 
     def adapted_log_likelihoods(self, feats: np.ndarray, transform: np.ndarray) -> np.ndarray:
         """SAT scores of ``feats`` mapped by a speaker's ``transform (dim, dim + 1)``."""
-        return _scores(self.sat, apply_fmllr(feats, transform))
+        return gmm_scores(self.sat, apply_fmllr(feats, transform))
 
     @property
     def sat_model(self) -> SatAcousticModel:
@@ -146,16 +146,6 @@ class SatAcousticModel:
         return np.isin(phones, self.silence_phone_ids)
 
 
-def _scores(gmm: DiagGmmSet, feats: np.ndarray) -> np.ndarray:
-    feats = torch.as_tensor(np.asarray(feats, dtype=np.float32))
-    if feats.ndim != 2 or feats.shape[1] != gmm.dim:
-        raise ModelError(
-            f"features have shape {tuple(feats.shape)}; the model expects (num_frames, {gmm.dim})"
-        )
-    with torch.inference_mode():
-        return gmm.log_likelihoods(feats).cpu().numpy().astype(np.float32, copy=False)
-
-
 def speaker_transform(
     model: SatAcousticModel,
     graph,
@@ -166,7 +156,7 @@ def speaker_transform(
 ) -> np.ndarray | None:
     """One speaker's fMLLR transform from its utterances' SI features (passes 1-2 of the module
     docstring; ``config``: the :class:`asr.decode.DecoderConfig` whose beam the passes use).
-    None when the speaker has too little speech for one (``sat_config.fmllr.min_count``
+    None when the speaker has too little speech for one (``sat_config.fmllr.min_count_diag``
     frames): decode with the SI model then."""
     from asr.decode.viterbi import decode
 
