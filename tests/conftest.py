@@ -52,3 +52,8 @@ def yesno_dir() -> Path:
 @pytest.fixture(scope="session")
 def cmudict_dir() -> Path:
     return _require(corpora_root() / "cmudict", "CMUdict")
+
+
+@pytest.fixture(scope="session")
+def speechocean762_dir() -> Path:
+    return _require(corpora_root() / "speechocean762", "speechocean762 corpus")

@@ -8,9 +8,11 @@ A data directory describes one set of utterances, exactly as Kaldi lays it out:
 * ``spk2utt``  -- ``<spk_id> <utt_id> <utt_id> ...``
 
 Every file is sorted by its first field in C-locale byte order (as ``LC_ALL=C sort``),
-has unique keys and no blank lines. Like Kaldi we require that utterance ids sort
-consistently with speaker ids; we enforce the usual convention that makes this hold:
-each ``utt_id`` starts with its ``spk_id`` (``fash-an251-fash-b`` for speaker ``fash``).
+has unique keys and no blank lines. Like Kaldi's ``utils/validate_data_dir.sh`` we require
+that utterance ids sort consistently with speaker ids: ``utt2spk`` sorted by speaker (``sort
+-k2``) is ``utt2spk`` itself. The usual way to get this is to start each ``utt_id`` with its
+``spk_id`` (``fash-an251-fash-b`` for speaker ``fash``), but any consistent scheme is accepted
+(speechocean762's ``000010011`` for speaker ``0001``).
 
 ``wav.scp`` values are plain file paths (absolute, or relative to the current working
 directory, as in Kaldi). Kaldi's piped commands (``sox x.sph -t wav - |``) are not
@@ -170,6 +172,20 @@ def write_kaldi_map(path: str | os.PathLike, mapping: Mapping[str, str]) -> None
         handle.write(payload)
 
 
+def _first_inconsistent_speaker(
+    pairs: Iterable[tuple[str, str]],
+) -> tuple[int, str, str, str] | None:
+    """Kaldi's rule on ``(utt_id, spk_id)`` pairs in utterance order: sorting them by speaker
+    (``sort -k2``) must not change their order. The first ``(index, utt_id, spk_id,
+    previous spk_id)`` that breaks it, or None."""
+    previous_spk = None
+    for index, (utt_id, spk_id) in enumerate(pairs):
+        if previous_spk is not None and _c_key(spk_id) < _c_key(previous_spk):
+            return index, utt_id, spk_id, previous_spk
+        previous_spk = spk_id
+    return None
+
+
 def _spk2utt_of(utt2spk: Mapping[str, str]) -> dict[str, list[str]]:
     spk2utt: dict[str, list[str]] = {}
     for utt_id in sorted(utt2spk, key=_c_key):
@@ -183,8 +199,9 @@ class DataDir:
 
     ``wav_scp``: utt_id -> audio file path; ``text``: utt_id -> transcript words
     (space-separated); ``utt2spk``: utt_id -> spk_id. The three must have the same
-    utterance ids and each ``utt_id`` must start with its ``spk_id``; otherwise
-    :class:`DataDirError` is raised. The mappings are copied on construction.
+    utterance ids, and utterance ids must sort consistently with speaker ids (in C-locale
+    order of ``utt_id``, speakers never go back); otherwise :class:`DataDirError` is raised.
+    The mappings are copied on construction.
     """
 
     wav_scp: Mapping[str, str]
@@ -203,11 +220,16 @@ class DataDir:
                     f"utterance ids of wav.scp and {name} differ: "
                     f"in {name} only {extra}, in wav.scp only {missing}"
                 )
-        for utt_id, spk_id in self.utt2spk.items():
-            if not utt_id.startswith(spk_id):
-                raise DataDirError(
-                    f"utterance id {utt_id!r} does not start with its speaker id {spk_id!r}"
-                )
+        inconsistent = _first_inconsistent_speaker(
+            [(u, self.utt2spk[u]) for u in sorted(self.utt2spk, key=_c_key)]
+        )
+        if inconsistent is not None:
+            _, utt_id, spk_id, previous_spk = inconsistent
+            raise DataDirError(
+                f"utterance {utt_id!r}: speaker {spk_id!r} sorts before the previous "
+                f"utterance's speaker {previous_spk!r}; utt ids must sort consistently with "
+                "speaker ids (e.g. start each utt id with its speaker id)"
+            )
 
     @property
     def utt_ids(self) -> list[str]:
@@ -294,20 +316,16 @@ def _load_validated(path: Path, *, check_audio: bool) -> DataDir:
             raise DataDirError(
                 f"{utt2spk_label}:{line_no}: speaker id {spk_id!r} of {utt_id!r} has whitespace"
             )
-        if not utt_id.startswith(spk_id):
-            raise DataDirError(
-                f"{utt2spk_label}:{line_no}: utterance id {utt_id!r} does not start with its "
-                f"speaker id {spk_id!r} (utt ids must sort consistently with speaker ids)"
-            )
     # Kaldi's rule: sorting utt2spk by speaker must not change it.
-    previous_spk = None
-    for line_no, spk_id in enumerate(utt2spk.values(), start=1):
-        if previous_spk is not None and _c_key(spk_id) < _c_key(previous_spk):
-            raise DataDirError(
-                f"{utt2spk_label}:{line_no}: speaker {spk_id!r} sorts before the previous "
-                f"line's speaker {previous_spk!r}; utt ids must sort consistently with speakers"
-            )
-        previous_spk = spk_id
+    inconsistent = _first_inconsistent_speaker(utt2spk.items())
+    if inconsistent is not None:
+        index, _, spk_id, previous_spk = inconsistent
+        raise DataDirError(
+            f"{utt2spk_label}:{index + 1}: speaker {spk_id!r} sorts before the previous "
+            f"line's speaker {previous_spk!r}; utt ids must sort consistently with speakers "
+            "(utils/validate_data_dir.sh: 'sort -k2 utt2spk' must equal utt2spk; the usual fix "
+            "is to start each utt id with its speaker id)"
+        )
 
     expected = _spk2utt_of(utt2spk)
     for line_no, (spk_id, utts) in enumerate(spk2utt.items(), start=1):
@@ -340,8 +358,8 @@ def validate_data_dir(path: str | os.PathLike, *, check_audio: bool = True) -> N
     Raises :class:`DataDirError` naming the file (and line, where there is one) for: a
     missing or empty file, a blank line, bad UTF-8, an empty key or value, unsorted keys
     (C-locale order), duplicate keys, an utterance in ``text``/``utt2spk`` but not in
-    ``wav.scp`` or vice versa, an utterance id not starting with its speaker id, speakers
-    not sorting consistently with utterances, ``spk2utt`` disagreeing with ``utt2spk``, a
+    ``wav.scp`` or vice versa, speakers not sorting consistently with utterances (Kaldi's
+    ``sort -k2 utt2spk`` check; utt ids need not start with their speaker ids), ``spk2utt`` disagreeing with ``utt2spk``, a
     piped ``wav.scp`` command, a ``segments`` file (not supported) and (when ``check_audio``)
     an audio file that does not exist.
     """
