@@ -164,8 +164,8 @@ def export_bundle(
     ``asr decode``). The bundle is built in a temporary directory beside
     ``out_dir`` and renamed into place, replacing an older bundle.
     """
-    from asr.acoustic import detect_family, load_acoustic_model
-    from asr.decode.model_decode import resolve_graph_dir
+    from asr.acoustic_model import detect_family, load_acoustic_model
+    from asr.decode.search_graph import resolve_graph_dir
 
     model_dir, graph_dir, out_dir = Path(model_dir), Path(graph_dir), Path(out_dir)
     family = detect_family(model_dir)
@@ -269,7 +269,7 @@ def _require(manifest: Mapping[str, Any], key: str, kind: type, path: Path) -> A
 def load_bundle(bundle_dir: str | os.PathLike, *, verify: bool = True) -> Bundle:
     """Read and check a bundle; ``verify=False`` skips the sha256 of each file (sizes are
     still checked). :class:`ModelError` names the bad file."""
-    from asr.acoustic import detect_family
+    from asr.acoustic_model import detect_family
 
     root = Path(bundle_dir)
     path = root / MANIFEST_FILE

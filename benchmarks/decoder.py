@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         graph = DecodingGraph.from_fst(fst_path, ilabel_to_pdf)
         num_pdfs = graph.num_pdfs_required
         if args.model_dir is not None:
-            from asr.acoustic import load_acoustic_model
+            from asr.acoustic_model import load_acoustic_model
             from asr.features.pipeline import iter_features
 
             model = load_acoustic_model(args.model_dir)

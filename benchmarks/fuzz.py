@@ -1,6 +1,6 @@
 """Fuzz every input reader with >= 10,000 generated inputs each; report crashes and hangs.
 
-Targets (see :mod:`asr.testing.fuzz_inputs`): ``audio`` (read_audio/audio_info),
+Targets (see :mod:`tests.support.fuzz_inputs`): ``audio`` (read_audio/audio_info),
 ``kaldi_map`` (read_kaldi_map), ``datadir`` (validate_data_dir/read_data_dir over
 packed wav.scp/text/utt2spk/spk2utt/segments), ``lexicon`` (read_lexicon in the
 dict/lexiconp/filler formats, read_vocabulary), ``arpa`` (read_arpa,
@@ -80,7 +80,7 @@ def _describe(error: BaseException, data: bytes, seed_int: int) -> dict:
 
 def _worker(conn, name: str, corpora_dir: str, scratch_dir: str, stall_s: float) -> None:
     """Run inputs sent as integers; answer (label, ms, crash description or None) for each."""
-    from asr.testing.fuzz_inputs import build_targets, run_one
+    from tests.support.fuzz_inputs import build_targets, run_one
 
     scratch = Path(scratch_dir)
     target = build_targets(corpora_dir=corpora_dir, scratch_dir=scratch / "seeds", names=[name])
@@ -144,7 +144,7 @@ def fuzz_target(
 ) -> dict:
     """Run ``n`` inputs of target ``name``; return its report (``stall_s``: a sleep before
     each input, to test the watchdog)."""
-    from asr.testing.fuzz_inputs import build_targets
+    from tests.support.fuzz_inputs import build_targets
 
     ctx = multiprocessing.get_context("spawn")
     local = None  # the parent's copy of the target, only to describe hangs and dead workers
@@ -230,7 +230,7 @@ def run_atheris(name: str, *, runs: int, corpora_dir: Path, scratch_dir: Path, t
         import asr.lang.arpa  # noqa: F401
         import asr.lang.lexicon  # noqa: F401
         import server.servicer  # noqa: F401
-        from asr.testing.fuzz_inputs import build_targets, run_one
+        from tests.support.fuzz_inputs import build_targets, run_one
 
     target = build_targets(corpora_dir=corpora_dir, scratch_dir=scratch_dir / "seeds", names=[name])
     target = target[name]
@@ -275,7 +275,7 @@ def run_atheris(name: str, *, runs: int, corpora_dir: Path, scratch_dir: Path, t
 
 
 def main(argv: list[str] | None = None) -> int:
-    from asr.testing.fuzz_inputs import TARGETS
+    from tests.support.fuzz_inputs import TARGETS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -20,9 +20,7 @@ files were transcribed and bad ones reported with a reason (every one, or the ru
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import json
-import multiprocessing
 import subprocess
 import sys
 import tempfile
@@ -33,7 +31,8 @@ import numpy as np
 import soundfile as sf
 
 from asr.audio import read_audio
-from asr.cli.transcribe import _init_worker, transcribe_one
+from asr.batch.transcribe import TranscribeItem, transcribe_files, transcribe_group
+from asr.parallel import process_pool
 
 ASR = str(Path(sys.executable).with_name("asr"))
 
@@ -45,8 +44,7 @@ def read_scp(path: str) -> list[tuple[str, str]]:
 
 def _init_and_warm(bundle: str, warm_item) -> None:
     """Load the bundle and transcribe one file (numba compilation, caches) before timing."""
-    _init_worker(bundle, "cpu", True)
-    transcribe_one(warm_item)
+    transcribe_group(bundle, "cpu", [(0, TranscribeItem(*warm_item))])
 
 
 def _noop(_: int) -> None:
@@ -59,14 +57,14 @@ def run_jobs(bundle: str, items, nj: int) -> tuple[list[dict], float, float]:
     if nj == 1:
         _init_and_warm(bundle, items[0])
         start = time.perf_counter()
-        records = [transcribe_one(item) for item in items]
+        records = list(transcribe_files(bundle, items, device="cpu", verify=False))
         return records, time.perf_counter() - start, start - t0
-    ctx = multiprocessing.get_context("forkserver")
-    with cf.ProcessPoolExecutor(nj, mp_context=ctx, initializer=_init_and_warm,
-                                initargs=(bundle, items[0])) as pool:  # fmt: skip
+    with process_pool(nj, initializer=_init_and_warm, initargs=(bundle, items[0])) as pool:
         list(pool.map(_noop, range(4 * nj)))  # every worker started and warm
         start = time.perf_counter()
-        records = list(pool.map(transcribe_one, items, chunksize=2))
+        records = list(
+            transcribe_files(bundle, items, num_jobs=nj, device="cpu", executor=pool, verify=False)
+        )
         return records, time.perf_counter() - start, start - t0
 
 

@@ -1,6 +1,16 @@
 # Shared by recipes/<corpus>/run.sh: option parsing and stage guards.
 # Source it after setting defaults for: stage, stop_stage, corpus_dir, nj (and any recipe options).
 # Options are --name value or --name=value, with dashes mapped to underscores (--stop-stage -> stop_stage).
+#
+# Hyperparameters live in recipes/<corpus>/conf/*.conf (Kaldi-style: one option a line,
+# --name=value, # comments); the recipe passes a file to asr as @FILE (`asr train mono DATA LANG
+# EXP @"$conf/mono.conf"`), which asr expands in place (argparse's fromfile_prefix_chars; see
+# asr/cli/main.py). Options the recipe decides itself (--nj, paths, --mode) stay in run.sh.
+#
+# Stage numbers are the same in every recipe; a recipe without a step skips its numbers:
+#   0 data dirs, 1 features, 2 lang, 3 LM + G.fst, 4 monophone topology + graph,
+#   5 mono, 6 mono decode, 7/8 tri1, 9/10 tri2, 11/12 tri3 (SAT), 13/14 DNN, 15/16 CTC,
+#   17/18 streaming CTC, 19 RESULTS.md, 20 bundles and plots.
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -48,23 +58,20 @@ results_dirs() {
   return 0
 }
 
-# The functions below use the recipe's $data, $exp and $nj.
+# The functions below use the recipe's $data, $exp, $conf and $nj.
 
 # decode_model MODEL SELECT_SET SCALES [OTHER_SET...]: graph exp/MODEL/graph must exist. Decodes
 # SELECT_SET at each acoustic scale in SCALES (comma-separated; the best on SELECT_SET is kept),
-# then every OTHER_SET that exists at that scale.
-# Beam 10 / max-active 1500, chosen on AN4 dev against 13 / 7000: the same WER for mono, tri1,
-# tri2 and ctc, one word more for dnn (12.66 vs 12.52 %), at 2-3.5x less decoding time (the
-# dnn bundle transcribes at RTF 0.041 instead of 0.10); the bundles inherit them (stage 20).
-decode_opts=(--beam 10 --max-active 1500)
+# then every OTHER_SET that exists at that scale. The search options come from $conf/decode.conf
+# (beam 10 / max-active 1500; recipes/an4/conf/decode.conf says why); the bundles inherit them.
 decode_model() {
   local model=$1 select=$2 scales=$3 set
   shift 3
-  asr decode "$exp/$model" "$data/$select" --graph "$exp/$model/graph" "${decode_opts[@]}" \
+  asr decode "$exp/$model" "$data/$select" --graph "$exp/$model/graph" @"$conf/decode.conf" \
     --out "$exp/$model/decode_$select" --nj "$nj" --acoustic-scales "$scales"
   for set in "$@"; do
     [ -d "$data/$set" ] || continue
-    asr decode "$exp/$model" "$data/$set" --graph "$exp/$model/graph" "${decode_opts[@]}" \
+    asr decode "$exp/$model" "$data/$set" --graph "$exp/$model/graph" @"$conf/decode.conf" \
       --out "$exp/$model/decode_$set" --nj "$nj" --acoustic-scale-from "$exp/$model/decode_$select"
   done
 }

@@ -1,22 +1,15 @@
 """The batching scheduler: one acoustic-model call per tick for all active streams.
 
-Every tick the scheduler gathers the audio that arrived for each active stream,
+The scheduler owns timing, fairness and events; the recognition itself is the
+recognizer's. Every tick it gathers the audio that arrived for each active stream,
 in whole units of ``unit_s`` (100 ms; at most ``max_chunk_s`` per stream, so no
 stream starves the others), and in ONE worker thread, one unit per stream per
-round:
+round, hands the units of all streams of one recognizer to
+:meth:`asr.recognizer.Recognizer.decode_streams` (features of every stream, one
+acoustic-model call for all of them, every search advanced), then checks endpoints
+and collects interim/final results as :class:`StreamEvent` objects for the servicer.
 
-1. turns each stream's new samples into processed feature frames
-   (``Stream.accept_samples``: resampling, online features, online CMVN);
-2. concatenates the frames of all streams that share an acoustic model and
-   scores them with ONE ``acoustic_model.log_likelihoods`` call (on the
-   model's device);
-3. splits the scores back and advances each stream's decoder
-   (``Stream.advance``), then checks endpoints and collects interim/final
-   results as :class:`StreamEvent` objects for the servicer.
-
-Models that are not frame-independent (``recognizer.frame_independent`` false,
-e.g. recurrent CTC models) are fed per stream with ``Stream.accept_waveform`` in the same worker thread. While the
-worker computes, the event loop keeps receiving audio, so the next batch is
+While the worker computes, the event loop keeps receiving audio, so the next batch is
 bigger under load (dynamic batching). All ``Stream`` objects are touched only
 by the single worker thread; the event loop touches only the slots' pending
 audio and queues.
@@ -52,9 +45,9 @@ from typing import Any
 import numpy as np
 
 from asr.errors import AsrError, ServerError
+from asr.recognizer import AcousticModelFailure
 
 __all__ = [
-    "BATCHED_FAMILIES",
     "LATENCY_BUCKETS_MS",
     "BatchScheduler",
     "LatencyHistogram",
@@ -64,10 +57,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("asr.server")
-
-#: Families whose scores depend on each frame (plus bounded context kept by the
-#: stream) only, so frames of many streams can be scored in one call.
-BATCHED_FAMILIES: frozenset[str] = frozenset({"gmm", "dnn"})
 
 #: Upper bounds (ms) of the latency histogram buckets; the last bucket is open.
 LATENCY_BUCKETS_MS: tuple[float, ...] = (10, 25, 50, 100, 150, 250, 500, 1000, 2500)
@@ -459,54 +448,38 @@ class BatchScheduler:
                 self._finish(job)
 
     def _round(self, jobs: list[_Job], index: int) -> None:
+        """One unit of every job's stream, each recognizer's streams in one batch."""
         groups: dict[int, list[_Job]] = {}
         active = []
         for job in jobs:
             if job.failed or job.ended:
                 continue
-            slot, samples = job.slot, job.units[index]
             active.append(job)
-            job.frames = None
-            try:
-                if _batchable(slot.recognizer):
-                    job.frames = slot.stream.accept_samples(
-                        samples, sampling_rate=slot.sampling_rate
-                    )
-                    if job.frames is not None and len(job.frames):
-                        groups.setdefault(id(slot.recognizer.acoustic_model), []).append(job)
-                else:
-                    slot.stream.accept_waveform(samples, sampling_rate=slot.sampling_rate)
-            except AsrError as err:
-                job.failed, job.events = True, [_error(str(err))]
-            except Exception as err:
-                job.failed, job.events = True, [_error(f"internal error: {err}", internal=True)]
+            groups.setdefault(id(job.slot.recognizer), []).append(job)
         for group in groups.values():
-            self._score_group(group)
+            self._decode_group(group, index)
         for job in active:
             if not job.failed:
                 job.done_samples += job.units[index].size
                 self._collect(job, last=index == len(job.units) - 1)
 
-    def _score_group(self, group: list[_Job]) -> None:
-        model = group[0].slot.recognizer.acoustic_model
-        sizes = [len(job.frames) for job in group]
+    def _decode_group(self, group: list[_Job], index: int) -> None:
+        recognizer = group[0].slot.recognizer
         try:
-            feats = np.concatenate([job.frames for job in group], axis=0)
-            log_likes = np.asarray(model.log_likelihoods(feats))
-        except Exception as err:
+            batch = recognizer.decode_streams(
+                [job.slot.stream for job in group],
+                [job.units[index] for job in group],
+                sampling_rates=[job.slot.sampling_rate for job in group],
+            )
+        except Exception as err:  # the recognizer itself failed: fail its streams
             for job in group:
-                job.failed, job.events = True, [_error(f"acoustic model failed: {err}", True)]
+                job.failed, job.events = True, [_error(f"internal error: {err}", internal=True)]
             return
         with self._stats_lock:
-            self.num_frames_scored += int(feats.shape[0])
-        offsets = np.cumsum([0, *sizes])
-        for job, lo, hi in zip(group, offsets[:-1], offsets[1:], strict=True):
-            try:
-                job.slot.stream.advance(log_likes[lo:hi])
-            except AsrError as err:
-                job.failed, job.events = True, [_error(str(err))]
-            except Exception as err:
-                job.failed, job.events = True, [_error(f"internal error: {err}", internal=True)]
+            self.num_frames_scored += batch.num_frames_scored
+        for job, err in zip(group, batch.errors, strict=True):
+            if err is not None:
+                job.failed, job.events = True, [_stream_error(err)]
 
     def _collect(self, job: _Job, *, last: bool) -> None:
         """Endpoint and interim checks for one stream after one unit's decoder step."""
@@ -563,17 +536,22 @@ def _malloc_trim():
         return None
 
 
-def _batchable(recognizer: Any) -> bool:
-    """Frames of this recognizer's streams can be scored together with other streams'."""
-    return bool(getattr(recognizer, "frame_independent", recognizer.family in BATCHED_FAMILIES))
-
-
 def _needs_finish(slot: StreamSlot) -> bool:
     return slot.input_finished and not slot.closed
 
 
 def _error(message: str, internal: bool = False) -> StreamEvent:
     return StreamEvent("error", message=message, internal=internal)
+
+
+def _stream_error(err: BaseException) -> StreamEvent:
+    """The event for what stopped one stream in a batch: bad input (an ``AsrError``), the
+    acoustic model's failure, or another fault of ours."""
+    if isinstance(err, AsrError):
+        return _error(str(err))
+    if isinstance(err, AcousticModelFailure):
+        return _error(str(err), internal=True)
+    return _error(f"internal error: {err}", internal=True)
 
 
 def _stability(previous: tuple[str, ...], current: tuple[str, ...]) -> float:

@@ -1,4 +1,6 @@
-"""Shared fixtures: where the real corpora are, and helpers to find them.
+"""Shared fixtures: where the real corpora are, helpers to find them, and the fixtures that
+several test modules use (their material lives in ``tests/support/``; test modules never
+import each other).
 
 Corpora are read from ``$ASR_CORPORA`` or ``../shared/data`` next to the
 checkout. Tests that need them skip with a clear reason elsewhere, but fail on
@@ -11,6 +13,9 @@ import os
 from pathlib import Path
 
 import pytest
+
+# Plain ``assert`` in the shared helpers reports values as in test modules.
+pytest.register_assert_rewrite("tests.support")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,3 +62,20 @@ def cmudict_dir() -> Path:
 @pytest.fixture(scope="session")
 def speechocean762_dir() -> Path:
     return _require(corpora_root() / "speechocean762", "speechocean762 corpus")
+
+
+@pytest.fixture(scope="module")
+def yesno_server_bundle(yesno_dir, tmp_path_factory) -> Path:
+    """A small yesno monophone bundle (10 iterations) for the real-model server tests."""
+    from tests.support.yesno_server import build_server_bundle
+
+    return build_server_bundle(yesno_dir, tmp_path_factory.mktemp("server_yesno"))
+
+
+@pytest.fixture(scope="module")
+def recognizer(yesno_server_bundle):
+    """The :class:`asr.recognizer.Recognizer` of :func:`yesno_server_bundle` on the CPU (test
+    modules with a recognizer of their own override it)."""
+    from asr.recognizer import Recognizer
+
+    return Recognizer.from_dir(yesno_server_bundle, device="cpu")

@@ -26,7 +26,6 @@ from asr.align import (
     AlignJob,
     TrainingGraphCompiler,
     TrainingGraphConfig,
-    align_data_dir,
     align_utterance,
     equal_alignment,
     read_alignments,
@@ -35,7 +34,6 @@ from asr.align import (
     read_failed,
     run_alignment_job,
     scaled_transition_costs,
-    split_by_speaker,
     write_alignments,
 )
 from asr.data import DataDir, write_data_dir
@@ -45,10 +43,13 @@ from asr.features import MfccConfig
 from asr.features.batch import compute_data_dir_features
 from asr.features.pipeline import FeaturePipelineConfig, load_features
 from asr.gmm import DiagGmmSet, GmmAccumulator, ml_update
+from asr.gmm.alignment import align_data_dir
+from asr.gmm.jobs import GmmJob, run_gmm_job
 from asr.graph.fst_arrays import FstArrays
 from asr.graph.mkgraph import MkGraphConfig, build_hclg
 from asr.hmm import init_monophone
 from asr.lang import Lexicon, prepare_lang
+from asr.parallel import split_by_speaker
 
 YES, NO, SIL = "Y", "N", "SIL"
 
@@ -286,19 +287,25 @@ def test_too_short_and_missing_utterances_are_reported_and_skipped(
     job_feats = {u: feats[u] for u in ids}
     job_feats[ids[1]] = feats[ids[1]][:10]  # 8 words need >= 24 frames
     graphs = {u: compiler.compile(text[u]) for u in ids}
-    job = AlignJob(
-        utt_ids=(*ids, "ghost"),
-        feats=job_feats,
-        graphs=graphs,
-        gmm=flat_model,
-        transition_model=model.transition_model,
-        mode="align",
+    job = GmmJob(
+        AlignJob(
+            utt_ids=(*ids, "ghost"),
+            feats=job_feats,
+            graphs=graphs,
+            scorer=flat_model,
+            transition_model=model.transition_model,
+            mode="align",
+        )
     )
-    res = run_alignment_job(job)
+    res = run_gmm_job(job)
     assert set(res.alignments) == {ids[0], ids[2]}
     assert "too short" in res.failed[ids[1]] and "10 frames" in res.failed[ids[1]]
     assert res.failed["ghost"] == "no features"
-    eq = run_alignment_job(dataclasses.replace(job, mode="equal"))
+    # the aligner alone (any frame scorer) gives the same alignments and failures
+    plain = run_alignment_job(job.align)
+    assert plain.failed == res.failed and sorted(plain.alignments) == sorted(res.alignments)
+    assert all(np.array_equal(plain.alignments[u], res.alignments[u]) for u in res.alignments)
+    eq = run_gmm_job(GmmJob(dataclasses.replace(job.align, mode="equal")))
     assert set(eq.alignments) == {ids[0], ids[2]} and "too short" in eq.failed[ids[1]]
     assert eq.acc is not None and eq.acc.tot_weight == sum(len(job_feats[u]) for u in eq.alignments)
 

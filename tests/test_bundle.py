@@ -4,7 +4,8 @@ Oracles: hashlib sha256 of every file recomputed here; the copied model loads an
 exactly as the original; every kind of damage (a flipped byte, a missing file, a manifest
 that disagrees with the model) is a ModelError naming the file.
 
-:func:`build_yesno_model` is shared by test_recognizer/test_transcribe/test_plot.
+The model comes from :func:`tests.support.yesno_data.build_yesno_model` (shared with
+test_recognizer/test_transcribe/test_plot).
 """
 
 from __future__ import annotations
@@ -14,50 +15,17 @@ import hashlib
 import io
 import json
 import shutil
-from pathlib import Path
 
-import kaldifst
 import numpy as np
 import pytest
 
-from asr.acoustic import load_acoustic_model
+from asr.acoustic_model import load_acoustic_model
 from asr.bundle import MANIFEST_FILE, export_bundle, load_bundle
 from asr.cli.main import main
-from asr.data.yesno import prepare_yesno
 from asr.decode import DecoderConfig
 from asr.errors import ModelError
-from asr.features import MfccConfig
-from asr.features.batch import compute_data_dir_features
 from asr.features.pipeline import load_features
-from asr.gmm.train_mono import MonoConfig, train_mono
-from asr.graph import mkgraph
-from asr.lang import Lexicon, prepare_lang
-
-MFCC = MfccConfig(sampling_rate=8000)
-
-
-def build_yesno_model(yesno_dir: Path, root: Path) -> dict[str, Path]:
-    """Kaldi's yesno split with MFCCs, a lang, a YES/NO loop G, a 6-iteration monophone
-    model and its HCLG; returns the paths."""
-    sets = prepare_yesno(yesno_dir, root / "data")
-    for name in sets:
-        compute_data_dir_features(root / "data" / name, root / "data" / name / "feats", config=MFCC)
-    lang = prepare_lang(Lexicon.from_pairs([("YES", "Y"), ("NO", "N")]), root / "lang")
-    cost = -np.log(0.1)
-    yes, no = lang.words["YES"], lang.words["NO"]
-    g_fst = root / "G.fst"
-    kaldifst.compile(f"0 0 {yes} {yes} {cost}\n0 0 {no} {no} {cost}\n0 {cost}\n").write(str(g_fst))
-    model = root / "mono"
-    config = MonoConfig(num_iters=6, totgauss=60, max_iter_inc=4, realign_iters=(1, 2, 4))
-    train_mono(root / "data" / "train", lang.path, model, config=config)
-    mkgraph(lang.path, model, g_fst, model / "graph")
-    return {
-        "model": model,
-        "graph": model / "graph",
-        "lang": Path(lang.path),
-        "train": root / "data" / "train",
-        "test": root / "data" / "test",
-    }
+from tests.support.yesno_data import build_yesno_model
 
 
 @pytest.fixture(scope="module")

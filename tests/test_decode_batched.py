@@ -7,12 +7,12 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_decode_viterbi import random_problem
 
 from asr.decode.batched import BatchedDecoder, decode_batch
-from asr.decode.graph import DecodingGraph
+from asr.decode.search_graph import DecodingGraph
 from asr.decode.viterbi import DecoderConfig, decode
 from asr.errors import DecodeError
+from tests.support.random_graphs import random_problem
 
 CONFIGS = [
     DecoderConfig(beam=1e4, max_active=2**31 - 1, min_active=0, acoustic_scale=0.5),
@@ -87,3 +87,46 @@ def test_batched_errors():
     with pytest.raises(DecodeError, match="backend"):
         decode_batch(graph, [good], backend="cuda-magic")
     assert decode_batch(graph, []) == []
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), config_idx=st.integers(0, len(CONFIGS) - 1))
+def test_online_torch_decoders_equal_the_compiled_search_chunk_by_chunk(seed, config_idx):
+    """Streams advanced together, in chunks of different sizes (some empty), joining at
+    different times: each equals the single-stream compiled search, partials included."""
+    from asr.decode.batched_online import BatchedSearch, TorchOnlineDecoder, advance_torch_decoders
+    from asr.decode.online import OnlineDecoder
+
+    config = CONFIGS[config_idx]
+    rng = np.random.default_rng(seed)
+    fst, table, _ = random_problem(seed, num_states=40, num_arcs=160, num_ilabels=10, num_pdfs=6)
+    graph = DecodingGraph.from_fst(fst, table)
+    mats = [rng.normal(-3, 2, (int(n), 6)).astype(np.float32) for n in rng.integers(1, 15, 4)]
+    if any(_single_or_none(graph, m, config) is None for m in mats):
+        return  # all paths pruned: covered by the offline test
+    search = BatchedSearch(graph, config)
+    torch_decs = [TorchOnlineDecoder(search) for _ in mats]
+    numba_decs = [OnlineDecoder(graph, config) for _ in mats]
+    for dec in (*torch_decs, *numba_decs):
+        dec.init()
+    pos = [0] * len(mats)
+    while any(p < m.shape[0] for p, m in zip(pos, mats, strict=True)):
+        chunks = []
+        for b, m in enumerate(mats):
+            size = int(rng.integers(0, 4))
+            chunks.append(m[pos[b] : pos[b] + size])
+            pos[b] = min(pos[b] + size, m.shape[0])
+        advance_torch_decoders(torch_decs, chunks)
+        for dec, chunk in zip(numba_decs, chunks, strict=True):
+            dec.advance(chunk)
+        for t_dec, n_dec in zip(torch_decs, numba_decs, strict=True):
+            assert t_dec.num_frames_decoded == n_dec.num_frames_decoded
+            if n_dec.num_frames_decoded:
+                assert t_dec.partial().num_frames == n_dec.partial().num_frames
+                assert t_dec.final_relative_cost() == pytest.approx(
+                    n_dec.final_relative_cost(), abs=1e-4
+                )
+    for t_dec, n_dec, m in zip(torch_decs, numba_decs, mats, strict=True):
+        final = t_dec.finalize()
+        _assert_same(final, n_dec.finalize())
+        _assert_same(final, decode(graph, m, config))

@@ -7,10 +7,10 @@ import io
 
 import numpy as np
 import pytest
-from test_decode_viterbi import random_problem
 
 from asr.cli.main import main
 from asr.decode import DecoderConfig, DecodingGraph, decode
+from tests.support.random_graphs import random_problem
 
 with contextlib.redirect_stdout(io.StringIO()):
     import kaldi_io

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_decode_viterbi import random_problem
 
-from asr.decode.graph import DecodingGraph
 from asr.decode.online import OnlineDecoder
+from asr.decode.search_graph import DecodingGraph
 from asr.decode.viterbi import DecoderConfig, decode
 from asr.errors import DecodeError
+from tests.support.random_graphs import random_problem
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

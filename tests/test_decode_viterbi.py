@@ -1,6 +1,6 @@
 """Single-stream decoder vs independent oracles: OpenFst shortest path and Kaldi's FasterDecoder.
 
-The random-graph helpers here are shared by the other ``test_decode_*`` files.
+The random graphs come from ``tests/support/random_graphs.py`` (shared by the ``test_decode_*`` files).
 """
 
 from __future__ import annotations
@@ -13,61 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asr.decode.graph import DecodingGraph
+from asr.decode.search_graph import DecodingGraph
 from asr.decode.viterbi import DecoderConfig, decode
 from asr.errors import DecodeError, GraphError
+from tests.support.random_graphs import random_fst, random_problem
 
 WIDE = DecoderConfig(beam=1e4, max_active=2**31 - 1, min_active=0, acoustic_scale=0.5)
-
-
-def random_fst(
-    rng: np.random.Generator,
-    *,
-    num_states: int,
-    num_arcs: int,
-    num_ilabels: int,
-    num_words: int = 5,
-    eps_prob: float = 0.25,
-    final_prob: float = 0.4,
-    self_loops: bool = True,
-) -> kaldifst.StdVectorFst:
-    """A random graph with epsilon arcs (non-negative weights), several finals, start 0."""
-    fst = kaldifst.StdVectorFst()
-    for _ in range(num_states):
-        fst.add_state()
-    fst.start = 0
-    for _ in range(num_arcs):
-        src = int(rng.integers(num_states))
-        dst = int(rng.integers(num_states))
-        ilabel = 0 if rng.random() < eps_prob else int(rng.integers(1, num_ilabels))
-        olabel = int(rng.integers(0, num_words + 1)) if rng.random() < 0.5 else 0
-        fst.add_arc(state=src, arc=kaldifst.StdArc(ilabel, olabel, float(rng.uniform(0, 3)), dst))
-    if self_loops:  # HMM-like self-loops keep long utterances decodable
-        for s in range(num_states):
-            if rng.random() < 0.5:
-                fst.add_arc(
-                    state=s,
-                    arc=kaldifst.StdArc(
-                        int(rng.integers(1, num_ilabels)), 0, float(rng.uniform(0, 2)), s
-                    ),
-                )
-    finals = rng.random(num_states) < final_prob
-    finals[int(rng.integers(num_states))] = True
-    for s in np.flatnonzero(finals):
-        fst.set_final(state=int(s), weight=float(rng.uniform(0, 2)))
-    return fst
-
-
-def random_problem(
-    seed: int, *, num_states=6, num_arcs=18, num_ilabels=6, num_pdfs=4, num_frames=6
-):
-    rng = np.random.default_rng(seed)
-    fst = random_fst(rng, num_states=num_states, num_arcs=num_arcs, num_ilabels=num_ilabels)
-    ilabel_to_pdf = np.concatenate([[-1], rng.integers(0, num_pdfs, num_ilabels - 1)]).astype(
-        np.int32
-    )
-    log_likes = rng.normal(-3.0, 2.0, (num_frames, num_pdfs)).astype(np.float32)
-    return fst, ilabel_to_pdf, log_likes
 
 
 def openfst_best(fst, ilabel_to_pdf, log_likes, acoustic_scale):

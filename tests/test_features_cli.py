@@ -17,9 +17,10 @@ import pytest
 from asr.audio import read_audio
 from asr.cli.main import main
 from asr.data import DataDir, write_data_dir
-from asr.errors import FeatureError
+from asr.errors import AsrError, FeatureError
 from asr.features import LpccConfig, MfccConfig, compute_features
-from asr.features.batch import compute_data_dir_features, split_utterances
+from asr.features.batch import compute_data_dir_features
+from asr.parallel import split_by_speaker
 
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
     import kaldi_io
@@ -151,23 +152,25 @@ def test_all_failures_raise(tmp_path):
     assert not (tmp_path / "out" / "feats.scp").exists()
 
 
-def test_split_utterances():
+def test_feature_jobs_split_by_speaker():
+    """The jobs of compute_data_dir_features: asr.parallel.split_by_speaker."""
     utt2spk = {
         f"{spk}-{i}": spk for spk, n in (("a", 5), ("b", 1), ("c", 2), ("d", 4)) for i in range(n)
     }
     utts = sorted(utt2spk)
-    jobs = split_utterances(utts, utt2spk, 2)
+    jobs = split_by_speaker(utts, utt2spk, 2)
     assert [len(j) for j in jobs] == [6, 6]
     for num_jobs in (1, 2, 3, 4):
-        jobs = split_utterances(utts, utt2spk, num_jobs)
-        assert len(jobs) == num_jobs and sum(jobs, []) == utts
+        jobs = split_by_speaker(utts, utt2spk, num_jobs)
+        assert len(jobs) <= num_jobs and [u for j in jobs for u in j] == utts
         spk_sets = [{utt2spk[u] for u in job} for job in jobs]
         assert all(not (x & y) for i, x in enumerate(spk_sets) for y in spk_sets[i + 1 :])
     # More jobs than speakers: split utterances evenly; never more jobs than utterances.
-    assert [len(j) for j in split_utterances(utts, utt2spk, 5)] == [2, 3, 2, 3, 2]
-    assert len(split_utterances(utts[:3], utt2spk, 8)) == 3
-    with pytest.raises(FeatureError):
-        split_utterances(utts, utt2spk, 0)
+    sizes = [len(j) for j in split_by_speaker(utts, utt2spk, 5)]
+    assert len(sizes) == 5 and sum(sizes) == len(utts) and max(sizes) - min(sizes) <= 1
+    assert len(split_by_speaker(utts[:3], utt2spk, 8)) == 3
+    with pytest.raises(AsrError):
+        split_by_speaker(utts, utt2spk, 0)
 
 
 def test_cli_compute_and_show(data_dir, tmp_path, capsys):

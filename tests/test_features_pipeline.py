@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from asr.data import DataDir, write_data_dir
 from asr.errors import FeatureError
 from asr.features import MfccConfig, apply_cmvn, compute_cmvn_stats, compute_deltas
-from asr.features.batch import compute_data_dir_features
 from asr.features.extractors import config_to_dict
 from asr.features.io import read_matrices_scp
 from asr.features.online import SlidingCmvnConfig, sliding_cmvn
@@ -28,26 +26,8 @@ from asr.features.pipeline import (
     save_transform,
     splice,
 )
-from asr.gmm import apply_transform, splice_frames
-
-MFCC = MfccConfig(sampling_rate=8000)
-
-
-def make_yesno_data_dir(
-    yesno_dir: Path, out: Path, *, names: list[str], speakers: tuple[str, ...] = ("a", "b")
-) -> Path:
-    """A data dir of the named yesno files, assigned round-robin to ``speakers``, with MFCCs."""
-    words = {"0": "NO", "1": "YES"}
-    wav_scp, text, utt2spk = {}, {}, {}
-    for i, name in enumerate(names):
-        spk_id = speakers[i % len(speakers)]
-        utt_id = f"{spk_id}-{name}"
-        wav_scp[utt_id] = str(yesno_dir / "waves_yesno" / f"{name}.wav")
-        text[utt_id] = " ".join(words[c] for c in name.split("_"))
-        utt2spk[utt_id] = spk_id
-    write_data_dir(DataDir(wav_scp=wav_scp, text=text, utt2spk=utt2spk), out)
-    compute_data_dir_features(out, out / "data", config=MFCC)
-    return out
+from asr.features.transforms import apply_transform, splice_frames
+from tests.support.yesno_data import MFCC, make_yesno_data_dir
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Fuzzing every input reader (hypothesis): a CI-sized sample of ``benchmarks/fuzz.py``.
 
-Each target (see :mod:`asr.testing.fuzz_inputs`) gets mutations of real inputs
+Each target (see :mod:`tests.support.fuzz_inputs`) gets mutations of real inputs
 (a yesno/AN4 WAV, a FLAC excerpt, the AN4 dictionary and LM, a CMUdict excerpt,
 an ark our writer wrote, valid proto messages: bit flips, truncation, huge
 lengths, unicode junk, NUL bytes, very long lines, ...) and random bytes. Each
@@ -33,7 +33,7 @@ from asr.data.datadir import validate_data_dir
 from asr.errors import ArchiveError, AudioError, DataDirError, LmError
 from asr.features.io import read_matrices_ark, read_matrices_scp, read_matrix, write_matrices
 from asr.lang.arpa import read_arpa
-from asr.testing.fuzz_inputs import (
+from tests.support.fuzz_inputs import (
     TARGETS,
     FuzzCheckError,
     build_targets,
@@ -116,12 +116,12 @@ def test_pack_files_round_trip_keeps_only_data_dir_files():
 
 def test_malformed_result_is_reported(fuzz):
     """The targets check results: a reader that returned garbage would be caught."""
-    from asr.testing import fuzz_inputs
+    from tests.support import fuzz_inputs
 
     with pytest.raises(FuzzCheckError):
-        fuzz_inputs._check_map({"a b": "x"})
+        fuzz_inputs.check_map({"a b": "x"})
     with pytest.raises(FuzzCheckError):
-        fuzz_inputs._check_matrices([("k", np.zeros(3))])
+        fuzz_inputs.check_matrices([("k", np.zeros(3))])
 
 
 def _benchmark(*args: str) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""asr.gmm.acoustic.GmmAcousticModel and the family loader asr.acoustic: loading a model dir,
+"""asr.gmm.gmm_acoustic.GmmAcousticModel and the family loader asr.acoustic_model: loading a model dir,
 log-likelihoods vs an independent numpy/scipy diagonal-GMM formula, pipeline, clear errors."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.special import logsumexp
 
-from asr.acoustic import (
+from asr.acoustic_model import (
     AcousticModel,
     detect_family,
     load_acoustic_model,
@@ -21,7 +21,7 @@ from asr.errors import ModelError
 from asr.features import apply_cmvn, compute_cmvn_stats, compute_deltas
 from asr.features.pipeline import FeaturePipelineConfig, save_transform
 from asr.gmm import DiagGmmSet
-from asr.gmm.acoustic import GMM_FILE, GmmAcousticModel
+from asr.gmm.gmm_acoustic import GMM_FILE, GmmAcousticModel
 from asr.hmm import init_monophone_from
 from asr.lang.symbols import SymbolTable
 from asr.lang.topology import make_default_topology

@@ -18,18 +18,17 @@ import torch
 from scipy.special import logsumexp
 
 from asr.errors import EstimationError, FeatureError, ModelError
+from asr.features.transforms import apply_transform, splice_frames
 from asr.gmm import (
     DiagGmmSet,
     GmmAccumulator,
     LdaConfig,
     LdaStats,
     MlltAccumulator,
-    apply_transform,
     estimate_lda,
     estimate_mllt,
     ml_update,
     mllt_objective,
-    splice_frames,
     transform_means,
 )
 

@@ -1,4 +1,4 @@
-"""asr.decode.model_decode.decode_data_dir and ``asr decode MODEL_DIR DATA_DIR`` on a tiny yesno
+"""asr.batch.decode_dir.decode_data_dir and ``asr decode MODEL_DIR DATA_DIR`` on a tiny yesno
 set: hypotheses equal a by-hand decode, WER files equal asr.scoring on the written hypotheses,
 acoustic-scale selection, parallel jobs, graph/model mismatch, and both CLI modes."""
 
@@ -14,20 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_features_pipeline import MFCC, make_yesno_data_dir
 
-from asr.acoustic import load_acoustic_model
+from asr.acoustic_model import load_acoustic_model
+from asr.batch.decode_dir import decode_data_dir
 from asr.cli.main import main
 from asr.decode import DecoderConfig, DecodingGraph, decode
-from asr.decode.model_decode import decode_data_dir
 from asr.errors import DecodeError, GraphError
 from asr.features.extractors import config_to_dict
 from asr.features.pipeline import FeaturePipelineConfig, load_features
 from asr.gmm import DiagGmmSet
-from asr.gmm.acoustic import GMM_FILE
+from asr.gmm.gmm_acoustic import GMM_FILE
 from asr.hmm import HmmModel
 from asr.lang.symbols import read_symbol_table
 from asr.scoring import read_text_file, score
+from tests.support.yesno_data import MFCC, make_yesno_data_dir
 
 with contextlib.redirect_stdout(io.StringIO()):
     import kaldi_io

@@ -1,4 +1,4 @@
-"""asr.nnet.acoustic (DNN / CTC model dirs behind load_acoustic_model) and asr.nnet.prepare
+"""asr.nnet.nnet_acoustic (DNN / CTC model dirs behind load_acoustic_model) and asr.nnet.prepare
 (frame targets from alignments, token targets from the lexicon).
 
 Oracles: log-posteriors recomputed by hand from the network's pre-softmax activations
@@ -12,19 +12,19 @@ import numpy as np
 import pytest
 import torch
 
-from asr.acoustic import load_acoustic_model
+from asr.acoustic_model import load_acoustic_model
 from asr.errors import ModelError, TrainingError
 from asr.features.pipeline import FeaturePipelineConfig
 from asr.hmm.model import init_monophone
 from asr.lang import Lexicon, prepare_lang
-from asr.nnet.acoustic import (
+from asr.nnet.models import CtcConfig, CtcModel, TdnnConfig, TdnnModel
+from asr.nnet.nnet_acoustic import (
     CtcAcousticModel,
     DnnAcousticModel,
     read_tokens,
     save_ctc_model_dir,
     save_dnn_model_dir,
 )
-from asr.nnet.models import CtcConfig, CtcModel, TdnnConfig, TdnnModel
 from asr.nnet.prepare import frame_targets, read_pronunciations, token_table, token_targets
 
 PIPELINE = FeaturePipelineConfig(cmvn="utterance", deltas=0)
@@ -170,3 +170,77 @@ def test_token_targets_first_pronunciation_and_oov(lang):
     assert set(targets) == {"u1"} and "MAYBE" in stats.skipped["u2"]
     with pytest.raises(TrainingError, match="oov"):
         token_targets(texts, lang_dir=lang.path, oov="drop")
+
+
+def _gmm(num_pdfs: int, dim: int, seed: int):
+    from asr.gmm.diag_gmm import DiagGmmSet
+
+    rng = np.random.default_rng(seed)
+    return DiagGmmSet(
+        means=torch.from_numpy(rng.normal(0, 1.5, (num_pdfs, dim))),
+        inv_vars=torch.from_numpy(rng.uniform(0.5, 2.0, (num_pdfs, dim))),
+        log_weights=torch.zeros(num_pdfs, dtype=torch.float64),
+        pdf_offsets=torch.arange(num_pdfs + 1),
+    )
+
+
+def test_fmllr_dnn_dir_is_speaker_adaptive_and_reads_the_old_si_gmm_name(lang, tmp_path):
+    """An fMLLR DNN dir keeps its SAT model's SI GMMs as ``gmm_si.pt`` (the SAT dir's name);
+    a dir written before (``sat_gmm_si.pt``) loads the same model."""
+    from asr.acoustic_model import AcousticModel, SpeakerAdaptive
+    from asr.gmm.sat import SI_GMM_FILE
+    from asr.nnet.nnet_acoustic import LEGACY_SI_GMM_FILE, SAT_GMM_FILE, FmllrDnnAcousticModel
+
+    torch.manual_seed(0)
+    hmm = init_monophone(lang)
+    net = TdnnModel(TdnnConfig(input_dim=13, num_pdfs=hmm.num_pdfs, hidden_dim=8, num_layers=1))
+    log_priors = np.full(hmm.num_pdfs, -np.log(hmm.num_pdfs), np.float32)
+    sat, si = _gmm(hmm.num_pdfs, 13, 1), _gmm(hmm.num_pdfs, 13, 2)
+    save_dnn_model_dir(
+        tmp_path, hmm=hmm, network=net.eval(), log_priors=log_priors, feature_pipeline=PIPELINE,
+        sat_gmms=(sat, si), silence_phone_ids=(1,),
+    )  # fmt: skip
+    assert SI_GMM_FILE == "gmm_si.pt" and (tmp_path / SI_GMM_FILE).is_file()
+    assert (tmp_path / SAT_GMM_FILE).is_file() and not (tmp_path / LEGACY_SI_GMM_FILE).exists()
+    model = load_acoustic_model(tmp_path)
+    assert isinstance(model, FmllrDnnAcousticModel) and isinstance(model, DnnAcousticModel)
+    assert isinstance(model, AcousticModel) and isinstance(model, SpeakerAdaptive)
+    torch.testing.assert_close(model.sat_model.gmm.means, si.means)
+    torch.testing.assert_close(model.sat_model.sat.means, sat.means)
+    assert model.sat_model.silence_phone_ids == (1,)
+    feats = model.features(np.random.default_rng(3).normal(size=(20, 13)).astype(np.float32))
+    np.testing.assert_array_equal(model.adapted_scores(feats, None), model.log_likelihoods(feats))
+    shifted = np.hstack([np.eye(13), np.full((13, 1), 0.5)])
+    np.testing.assert_allclose(
+        model.adapted_scores(feats, shifted), model.log_likelihoods(feats + 0.5), atol=1e-5
+    )
+    # an old dir: the SI GMMs under their former name
+    (tmp_path / SI_GMM_FILE).rename(tmp_path / LEGACY_SI_GMM_FILE)
+    old = load_acoustic_model(tmp_path)
+    assert isinstance(old, FmllrDnnAcousticModel)
+    torch.testing.assert_close(old.sat_model.gmm.means, si.means)
+    (tmp_path / LEGACY_SI_GMM_FILE).unlink()
+    with pytest.raises(ModelError, match="SAT model's GMMs"):
+        load_acoustic_model(tmp_path)
+
+
+def test_every_family_declares_the_whole_contract(lang, tmp_path):
+    """Plain DNN and CTC models implement AcousticModel (frame independence, subsampling,
+    transform, model dir) and are not speaker-adaptive."""
+    from asr.acoustic_model import AcousticModel, SpeakerAdaptive
+
+    hmm = init_monophone(lang)
+    net = TdnnModel(TdnnConfig(input_dim=4, num_pdfs=hmm.num_pdfs, hidden_dim=8, num_layers=1))
+    dnn = save_dnn_model_dir(
+        tmp_path / "dnn", hmm=hmm, network=net, feature_pipeline=PIPELINE,
+        log_priors=np.zeros(hmm.num_pdfs, np.float32),
+    )  # fmt: skip
+    ctc_net = CtcModel(CtcConfig(input_dim=4, num_tokens=3, hidden=8, num_layers=1))
+    ctc = save_ctc_model_dir(
+        tmp_path / "ctc", network=ctc_net, tokens=["<blk>", "A", "B"], feature_pipeline=PIPELINE
+    )
+    for model in (dnn, ctc):
+        assert isinstance(model, AcousticModel) and not isinstance(model, SpeakerAdaptive)
+        assert model.transform is None and model.model_dir is not None
+    assert (dnn.frame_independent, dnn.subsampling) == (True, 1)
+    assert ctc.frame_independent is False and ctc.subsampling == ctc_net.config.subsampling

@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 
 import pytest
-from test_features_pipeline import MFCC
 
 from asr.cli.main import main
+from tests.support.yesno_data import MFCC
 
 REPO = Path(__file__).resolve().parent.parent
 

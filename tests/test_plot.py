@@ -9,13 +9,13 @@ import io
 import matplotlib.image
 import numpy as np
 import pytest
-from test_bundle import build_yesno_model
 
 from asr.bundle import export_bundle
 from asr.cli.main import main
 from asr.data import read_kaldi_map
 from asr.errors import PlotError
 from asr.plot import parse_results_table, plot_results
+from tests.support.yesno_data import build_yesno_model
 
 
 def _check_png(path, min_bytes=5000):

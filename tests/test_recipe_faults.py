@@ -349,7 +349,7 @@ def _pipeline(yesno_dir: Path, root: Path) -> None:
     from asr.features import MfccConfig
     from asr.features.batch import compute_data_dir_features
     from asr.gmm.train_mono import MonoConfig, train_mono
-    from asr.nnet.recipes import DnnRecipeConfig, train_dnn
+    from asr.nnet.train_steps import DnnRecipeConfig, train_dnn
     from asr.nnet.trainer import TrainConfig
 
     data = root / "data"

@@ -15,7 +15,6 @@ import shutil
 
 import numpy as np
 import pytest
-from test_bundle import build_yesno_model
 
 from asr.audio import read_audio
 from asr.bundle import export_bundle
@@ -30,6 +29,7 @@ from asr.features.pipeline import FeaturePipelineConfig, apply_pipeline
 from asr.lang.symbols import read_symbol_table
 from asr.recognizer import Recognizer, Result
 from asr.scoring import read_text_file, score
+from tests.support.yesno_data import build_yesno_model
 
 SCALE = 0.07
 
@@ -249,3 +249,65 @@ def test_result_to_dict_is_json(rec, model):
     record = json.loads(json.dumps(rec.transcribe(path).to_dict()))
     assert set(record) == {"text", "words", "confidence", "duration", "rtf"}
     assert set(record["words"][0]) == {"word", "start", "end", "confidence"}
+
+
+def _with_backend(rec: Recognizer, backend: str) -> Recognizer:
+    return Recognizer(
+        rec.bundle, acoustic_model=rec.acoustic_model, graph=rec.graph, device=rec.device,
+        search_backend=backend,
+    )  # fmt: skip
+
+
+def test_decode_streams_scores_all_streams_at_once_and_torch_search_equals_numba(model, tmp_path):
+    """Recognizer.decode_streams: one acoustic-model call for the new frames of all streams,
+    then every search advanced; with the batched torch search (forced on CPU) the partials
+    and finals equal the compiled search's, and both equal offline transcription."""
+    numba_rec = _variant(model, tmp_path, cmvn="sliding")  # the incremental path
+    torch_rec = _with_backend(numba_rec, "torch")
+    assert numba_rec.search_backend == "numba" and torch_rec.search_backend == "torch"
+    wavs = list(read_kaldi_map(model["test"] / "wav.scp").values())[:3]
+    audio = [read_audio(path)[0] for path in wavs]
+    finals, partials = {}, {}
+    for name, rec in (("numba", numba_rec), ("torch", torch_rec)):
+        streams = [rec.stream() for _ in audio]
+        pos, seen = 0, []
+        while pos < max(a.shape[0] for a in audio):
+            chunks = [a[pos : pos + 800] for a in audio]  # 100 ms; empty once a file is over
+            batch = rec.decode_streams(streams, chunks)
+            assert batch.errors == [None] * len(streams)
+            seen.append(batch.num_frames_scored)
+            pos += 800
+            if pos % 8000 == 0:
+                partials.setdefault(name, []).append([s.partial().text for s in streams])
+        assert sum(seen) == sum(s.num_frames_decoded for s in streams)
+        assert max(seen) > max(s.num_frames_decoded for s in streams) / len(seen)  # batched
+        finals[name] = [s.finalize() for s in streams]
+    assert partials["torch"] == partials["numba"]
+    for offline, a, b in zip(
+        (numba_rec.transcribe(x) for x in audio), finals["numba"], finals["torch"], strict=True
+    ):
+        for online in (a, b):
+            assert online.text == offline.text
+            assert [(w.word, w.start, w.end) for w in online.words] == [
+                (w.word, w.start, w.end) for w in offline.words
+            ]
+            np.testing.assert_allclose(
+                [w.confidence for w in online.words],
+                [w.confidence for w in offline.words],
+                atol=1e-3,
+            )
+
+
+def test_decode_streams_reports_bad_input_per_stream(model, rec):
+    samples, _ = read_audio(next(iter(read_kaldi_map(model["test"] / "wav.scp").values())))
+    good, bad = rec.stream(), rec.stream()
+    batch = rec.decode_streams([good, bad], [samples, np.full(100, np.nan, np.float32)])
+    assert batch.errors[0] is None and isinstance(batch.errors[1], AudioError)
+    assert good.num_frames_decoded > 0
+
+
+def test_transcribe_with_the_torch_search_equals_numba(model, rec):
+    torch_rec = _with_backend(rec, "torch")
+    for path in list(read_kaldi_map(model["test"] / "wav.scp").values())[:3]:
+        a, b = rec.transcribe(path), torch_rec.transcribe(path)
+        assert a.text == b.text and a.words == b.words

@@ -4,7 +4,7 @@
   kinds, vanishing and SIGKILLed clients, slow and raw-TCP clients, a 4x burst) and
   ``benchmarks/server_soak.py`` (200 sequential + 50 concurrent streams), both against a
   server *subprocess* (so that its fds and threads can be read from /proc) serving the
-  fake energy-based recognizer of ``test_server_fakes`` on real yesno audio: every status
+  fake energy-based recognizer of ``tests/support/server_fakes.py`` on real yesno audio: every status
   as documented, no stream, fd or thread left behind, health still SERVING. Latency and RSS
   are reported by the benchmarks, never asserted.
 * In-process (exact): undecodable requests get INVALID_ARGUMENT (they got UNKNOWN, or hung
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from test_server_fakes import FakeRecognizer, ServerThread, bursts, to_linear16
 
 from server.generated import cloud_speech_pb2 as pb
 from server.main import ServerConfig
+from tests.support.server_fakes import FakeRecognizer, ServerThread, bursts, to_linear16
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -42,7 +42,7 @@ RECOGNIZE = "/google.cloud.speech.v1.Speech/Recognize"
 FAKE_SERVER = r"""
 import asyncio, logging, signal, sys
 sys.path.insert(0, sys.argv[1])
-from test_server_fakes import FakeRecognizer
+from tests.support.server_fakes import FakeRecognizer
 from server.main import ServerConfig, serve
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -63,7 +63,7 @@ asyncio.run(main())
 
 
 def fake_server(*, max_streams: int, max_stream_s: float, max_message_bytes: int):
-    command = [sys.executable, "-c", FAKE_SERVER, str(REPO / "tests"), str(max_streams),
+    command = [sys.executable, "-c", FAKE_SERVER, str(REPO), str(max_streams),
                str(max_stream_s), str(max_message_bytes)]  # fmt: skip
     return ServerProcess(command, start_timeout_s=120)
 

@@ -18,57 +18,14 @@ from pathlib import Path
 
 import grpc
 import pytest
-from test_server_fakes import ServerThread
 
 from asr.cli.main import main
-from server.generated import cloud_speech_pb2 as pb
 from server.generated import cloud_speech_pb2_grpc as pb_grpc
 from server.main import ServerConfig
+from tests.support.server_fakes import ServerThread
+from tests.support.yesno_server import stream_directly, stream_file
 
-REPO = Path(__file__).resolve().parent.parent
 NUM_FILES = 12
-
-
-def run_cli(argv: list[str]) -> None:
-    assert main(argv) == 0, argv
-
-
-@pytest.fixture(scope="module")
-def bundle(yesno_dir, tmp_path_factory):
-    from asr.data import prepare_yesno
-    from asr.features.batch import compute_data_dir_features
-    from asr.features.extractors import MfccConfig
-    from asr.gmm.train_mono import MonoConfig, train_mono
-
-    root = tmp_path_factory.mktemp("server_yesno")
-    data = root / "data"
-    prepare_yesno(yesno_dir, data)
-    compute_data_dir_features(
-        data / "train", data / "train" / "data", config=MfccConfig(sampling_rate=8000)
-    )
-    lang = data / "lang"
-    run_cli(["lang", "prepare", "--dict", str(REPO / "recipes/yesno/local/lexicon.txt"),
-             "--out", str(lang)])  # fmt: skip
-    words = str(lang / "words.txt")
-    run_cli(["lm", "train", str(data / "train/text"), "--order", "1", "--vocab", words,
-             "--out", str(lang / "lm.arpa")])  # fmt: skip
-    run_cli(["lm", "to-g", str(lang / "lm.arpa"), "--words", words, "--out", str(lang / "G.fst")])
-    mono = root / "mono"
-    config = MonoConfig(
-        num_iters=10, max_iter_inc=8, totgauss=100, realign_iters=(1, 2, 3, 4, 6, 8)
-    )
-    train_mono(data / "train", lang, mono, config=config)
-    run_cli(["graph", "mkgraph", str(lang), str(mono), str(mono / "graph")])
-    out = root / "bundle"
-    run_cli(["export", str(mono), "--graph", str(mono / "graph"), "--out", str(out)])
-    return out
-
-
-@pytest.fixture(scope="module")
-def recognizer(bundle):
-    from asr.recognizer import Recognizer
-
-    return Recognizer.from_dir(bundle, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -82,40 +39,6 @@ def server(recognizer):
 def test_files(yesno_dir):
     files = sorted(Path(yesno_dir).rglob("*.wav"))
     return files[-NUM_FILES:]  # the recipe's test half
-
-
-def stream_file(stub, path: Path, *, interim=False):
-    from asr.audio import read_audio
-    from asr.cli.stream import stream_requests
-
-    samples, rate = read_audio(path)
-    config = pb.StreamingRecognitionConfig(
-        config=pb.RecognitionConfig(
-            encoding=pb.RecognitionConfig.AudioEncoding.LINEAR16,
-            sample_rate_hertz=rate,
-            enable_word_time_offsets=True,
-            enable_word_confidence=True,
-        ),
-        interim_results=interim,
-    )
-    requests = stream_requests(samples, sampling_rate=rate, chunk_ms=100, realtime=False,
-                               config=config)  # fmt: skip
-    return list(stub.StreamingRecognize(requests, timeout=120)), samples.size / rate
-
-
-def stream_directly(recognizer, path: Path) -> list[str]:
-    """The finals of the Recognizer's own Stream, fed 100 ms units, endpointing after each."""
-    from asr.audio import read_audio
-
-    samples, rate = read_audio(path)
-    stream, finals = recognizer.stream(), []
-    for start in range(0, samples.size, rate // 10):
-        stream.accept_waveform(samples[start : start + rate // 10], sampling_rate=rate)
-        if stream.is_endpoint():
-            finals.append(stream.finalize().text)
-            stream.reset()
-    finals.append(stream.finalize().text)
-    return [text for text in finals if text]
 
 
 def test_streaming_finals_equal_the_stream_api_and_offline(server, recognizer, test_files):
@@ -157,9 +80,8 @@ def test_asr_stream_cli(server, recognizer, test_files, capsys):
 
 
 def test_official_client_on_real_audio(server, recognizer, test_files, tmp_path):
-    from test_server_google_client import CLIENT
-
     from asr.audio import read_audio
+    from tests.support.google_client import CLIENT
 
     path = test_files[0]
     samples, rate = read_audio(path)

@@ -1,7 +1,7 @@
 """Safe defaults of the server: TLS, the bearer token, the loopback rule, no paths.
 
 A self-signed certificate for ``localhost``/127.0.0.1 is made at test time with
-``cryptography``; the in-process server (yesno bundle of ``test_server_real``)
+``cryptography``; the in-process server (the yesno bundle fixture of ``conftest.py``)
 serves TLS and requires a token. Oracles: the Recognizer itself for transcripts
 over TLS, gRPC status codes for refusals (a plaintext client, an untrusted
 certificate, a missing/wrong token), the official google-cloud-speech client with
@@ -26,8 +26,6 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from test_server_fakes import ServerThread
-from test_server_real import bundle, recognizer, stream_directly, stream_file  # noqa: F401
 
 from asr.cli.main import build_parser, main
 from asr.errors import ServerError
@@ -35,6 +33,8 @@ from server.auth import BearerTokenInterceptor, read_token_file
 from server.generated import cloud_speech_pb2 as pb
 from server.generated import cloud_speech_pb2_grpc as pb_grpc
 from server.main import ServerConfig, is_loopback_host, load_server_credentials, start_server
+from tests.support.server_fakes import ServerThread
+from tests.support.yesno_server import stream_directly, stream_file
 
 TOKEN = "s3cret-Token_0123456789abcdef"
 MAX_MESSAGE_BYTES = 256 * 1024
@@ -222,7 +222,7 @@ def test_oversized_message_is_refused_over_tls(channel, wav):
 
 
 def test_token_without_tls_on_loopback():
-    from test_server_fakes import FakeRecognizer
+    from tests.support.server_fakes import FakeRecognizer
 
     srv = ServerThread({"default": FakeRecognizer()}, ServerConfig(port=0, auth_token=TOKEN))
     try:

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from test_server_fakes import RATE, FakeRecognizer, ServerThread, bursts, to_linear16
 
 from server.generated import cloud_speech_pb2 as pb
 from server.generated import cloud_speech_pb2_grpc as pb_grpc
 from server.main import ServerConfig
+from tests.support.server_fakes import RATE, FakeRecognizer, ServerThread, bursts, to_linear16
 
 LINEAR16 = pb.RecognitionConfig.AudioEncoding.LINEAR16
 TWO_BURSTS = [(0.3, 0.8), (2.0, 2.6)]
@@ -364,9 +364,8 @@ def test_finishing_streams_get_their_final_before_the_rest_of_the_batch():
     import asyncio
     import threading
 
-    from test_server_fakes import FakeStream
-
     from server.scheduler import BatchScheduler, SchedulerConfig
+    from tests.support.server_fakes import FakeStream
 
     slow_done = threading.Event()
 

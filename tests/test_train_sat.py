@@ -1,10 +1,10 @@
 """asr.gmm.train_sat (tri3, fMLLR speaker-adaptive training), asr.gmm.sat (multi-pass decoding)
 and ``asr train sat``.
 
-On the small FSDD subset of tests/test_train_tri.py (two speakers): SAT from its tri2. Oracles:
-the GMM's own log-likelihoods (each speaker's transform must raise the likelihood of its aligned
-frames, Jacobian included, over no transform), an uninterrupted run for resumption, and
-held-out decoding.
+On the small FSDD subset of tests/support/fsdd_tri.py (two speakers, as test_train_tri.py):
+SAT from its tri2. Oracles: the GMM's own log-likelihoods (each speaker's transform must raise
+the likelihood of its aligned frames, Jacobian included, over no transform), an uninterrupted
+run for resumption, and held-out decoding.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import json
 
 import numpy as np
 import pytest
-import test_train_tri
 import torch
 
-from asr.acoustic import load_acoustic_model
+from asr.acoustic_model import load_acoustic_model
 from asr.align import read_alignments
+from asr.batch.decode_dir import decode_data_dir
 from asr.cli.main import main
 from asr.decode import DecoderConfig, DecodingGraph
-from asr.decode.model_decode import decode_data_dir, resolve_graph_dir
+from asr.decode.search_graph import resolve_graph_dir
 from asr.features.pipeline import load_features
 from asr.gmm import DiagGmmSet
 from asr.gmm.fmllr import apply_fmllr, identity_transform
@@ -28,11 +28,10 @@ from asr.gmm.sat import SatAcousticModel, decode_speaker
 from asr.gmm.train_sat import SatConfig, load_transforms, train_sat
 from asr.gmm.train_tri import TriConfig
 from asr.graph import mkgraph
+from tests.support import fsdd_tri
 
-# the FSDD subset with its mono, tri1 and tri2 models (module fixtures of test_train_tri.py)
-setup = test_train_tri.setup
-tri1 = test_train_tri.tri1
-tri2 = test_train_tri.tri2
+# the shared module fixtures of tests/support/fsdd_tri.py (as in test_train_tri.py)
+setup, tri1, tri2 = fsdd_tri.setup, fsdd_tri.tri1, fsdd_tri.tri2
 
 SAT = SatConfig(
     tri=TriConfig(
@@ -178,8 +177,8 @@ def test_dnn_on_fmllr_features_adapts_to_each_speaker(setup, tri3, tmp_path):
     from asr.bundle import export_bundle
     from asr.data import read_data_dir
     from asr.errors import TrainingError
-    from asr.nnet.acoustic import DnnAcousticModel
-    from asr.nnet.recipes import DnnRecipeConfig, train_dnn
+    from asr.nnet.nnet_acoustic import DnnAcousticModel
+    from asr.nnet.train_steps import DnnRecipeConfig, train_dnn
     from asr.nnet.trainer import TrainConfig
     from asr.recognizer import Recognizer
     from asr.scoring import read_text_file
@@ -193,7 +192,7 @@ def test_dnn_on_fmllr_features_adapts_to_each_speaker(setup, tri3, tmp_path):
     train_dnn(*args, root / "tri3" / "ali", tmp_path / "dnn", config=config, progress=False)
     model = load_acoustic_model(tmp_path / "dnn")
     assert isinstance(model, DnnAcousticModel) and model.sat_model is not None
-    assert model.feature_dim == test_train_tri.TRI2.lda_dim and model.transform is not None
+    assert model.feature_dim == fsdd_tri.TRI2.lda_dim and model.transform is not None
     # the dev set's speakers were adapted with transforms from their SAT alignment
     assert sorted(load_transforms(tmp_path / "dnn" / "ali_dev" / "trans.npz")) == [
         "jackson",

@@ -11,85 +11,26 @@ uninterrupted run for resumption; EM's monotone likelihood at a fixed alignment.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import kaldi_io
-import kaldifst
 import numpy as np
 import pytest
 
-from asr.align import align_data_dir, read_alignments
+from asr.align import read_alignments
+from asr.batch.decode_dir import decode_data_dir
 from asr.cli.main import main
-from asr.data import DataDir, write_data_dir
-from asr.decode.model_decode import decode_data_dir
 from asr.errors import TrainingError
-from asr.features import MfccConfig
-from asr.features.batch import compute_data_dir_features
 from asr.features.pipeline import FeaturePipelineConfig, load_transform
 from asr.gmm import DiagGmmSet
-from asr.gmm.train_mono import MonoConfig, train_mono
+from asr.gmm.alignment import align_data_dir
 from asr.gmm.train_tri import TriConfig, convert_alignments, train_tri
 from asr.graph import mkgraph
 from asr.hmm import HmmModel
-from asr.lang import prepare_lang
-from asr.lang.lexicon import read_lexicon
+from tests.support import fsdd_tri
+from tests.support.fsdd_tri import TRI1, TRI2
 
-DIGITS = ("ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE")
-SPEAKERS = ("jackson", "theo")
-TRI1 = TriConfig(
-    num_leaves=120, totgauss=500, num_iters=8, max_iter_inc=5, realign_iters=(4,), tree_thresh=50.0
-)
-TRI2 = TriConfig(
-    feature_mode="lda_mllt", num_leaves=120, totgauss=500, num_iters=8, max_iter_inc=5,
-    realign_iters=(5,), mllt_iters=(2, 4), lda_dim=24, tree_thresh=50.0,
-)  # fmt: skip
-
-
-def _data_dir(fsdd_dir: Path, out: Path, takes: range) -> Path:
-    wav_scp, text, utt2spk = {}, {}, {}
-    for spk_id in SPEAKERS:
-        for digit, word in enumerate(DIGITS):
-            for take in takes:
-                utt_id = f"{spk_id}-{digit}_{spk_id}_{take}"
-                wav_scp[utt_id] = str(fsdd_dir / "recordings" / f"{digit}_{spk_id}_{take}.wav")
-                text[utt_id], utt2spk[utt_id] = word, spk_id
-    write_data_dir(DataDir(wav_scp=wav_scp, text=text, utt2spk=utt2spk), out)
-    compute_data_dir_features(out, out / "data", config=MfccConfig(sampling_rate=8000))
-    return out
-
-
-@pytest.fixture(scope="module")
-def setup(fsdd_dir, cmudict_dir, tmp_path_factory):
-    """Train/test dirs, lang, G.fst and a short monophone model with its alignment."""
-    root = tmp_path_factory.mktemp("tri")
-    train = _data_dir(fsdd_dir, root / "train", range(5, 10))
-    test = _data_dir(fsdd_dir, root / "test", range(0, 2))
-    lexicon = read_lexicon(cmudict_dir / "cmudict.dict", words=DIGITS, uppercase=True)
-    lang = prepare_lang(lexicon, root / "lang")
-    cost = -np.log(0.1)
-    arcs = "".join(f"0 0 {lang.words[w]} {lang.words[w]} {cost}\n" for w in DIGITS)
-    kaldifst.compile(arcs + f"0 {cost}\n").write(str(root / "G.fst"))
-    mono = MonoConfig(num_iters=12, totgauss=150, max_iter_inc=8, realign_iters=(1, 2, 3, 5, 7, 9))
-    train_mono(train, lang.path, root / "mono", config=mono)
-    return {"root": root, "train": train, "test": test, "lang": lang}
-
-
-@pytest.fixture(scope="module")
-def tri1(setup):
-    summary = train_tri(
-        setup["train"], setup["lang"].path, setup["root"] / "mono", setup["root"] / "tri1",
-        config=TRI1,
-    )  # fmt: skip
-    return summary
-
-
-@pytest.fixture(scope="module")
-def tri2(setup, tri1):
-    summary = train_tri(
-        setup["train"], setup["lang"].path, setup["root"] / "tri1", setup["root"] / "tri2",
-        config=TRI2,
-    )  # fmt: skip
-    return summary
+# the shared module fixtures of tests/support/fsdd_tri.py (each module builds its own copy)
+setup, tri1, tri2 = fsdd_tri.setup, fsdd_tri.tri1, fsdd_tri.tri2
 
 
 # ----------------------------------------------------------------------------- oracles

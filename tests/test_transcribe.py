@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from test_bundle import build_yesno_model
 
 from asr.audio import read_audio
 from asr.bundle import export_bundle
@@ -25,6 +24,7 @@ from asr.data import read_kaldi_map
 from asr.decode import DecoderConfig
 from asr.recognizer import Recognizer
 from asr.scoring import read_text_file, score
+from tests.support.yesno_data import build_yesno_model
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parent.parent / "docs" / "transcribe_json_schema.json").read_text()
@@ -206,3 +206,24 @@ def test_data_dir_pools_speaker_cmvn_and_equals_asr_decode(setup, tmp_path):
     rec = Recognizer.from_dir(setup["bundle"], device="cpu")
     per_file = {utt: rec.transcribe(path).text for utt, path in setup["wavs"].items()}
     assert per_file != decoded  # the stats really are pooled (else this test proves nothing)
+
+
+def test_library_transcribe_files_on_a_callers_executor_keeps_input_order(setup):
+    """asr.batch.transcribe: any executor (here threads), speaker groups, records in input
+    order; equal to the recognizer file by file (one file a group without a speaker map)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from asr.batch.transcribe import TranscribeItem, transcribe_files
+
+    items = [TranscribeItem(u, setup["wavs"][u]) for u in setup["names"]]
+    items.append(TranscribeItem("bad", str(setup["inputs"] / "empty.wav")))
+    with ThreadPoolExecutor(2) as pool:
+        records = list(transcribe_files(setup["bundle"], items, num_jobs=2, executor=pool))
+    assert [r["utt_id"] for r in records] == [item.utt_id for item in items]
+    assert "error" in records[-1] and "empty.wav" in records[-1]["error"]
+    rec = Recognizer.from_dir(setup["bundle"], device="cpu")
+    assert [r["text"] for r in records[:-1]] == [rec.transcribe(i.path).text for i in items[:-1]]
+    one_speaker = {item.utt_id: "spk" for item in items}
+    pooled = list(transcribe_files(setup["bundle"], items[:-1], utt2spk=one_speaker))
+    speaker = rec.transcribe_speaker([i.path for i in items[:-1]])
+    assert [r["text"] for r in pooled] == [result.text for result in speaker]

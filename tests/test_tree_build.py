@@ -16,9 +16,9 @@ import kaldifst
 import numpy as np
 import pytest
 from scipy.stats import norm
-from test_graph_hclg import LEXICON, best_input, check_word_path, make_g, phones_of_tids
 
 from asr.errors import EstimationError
+from asr.gmm import DiagGmmSet
 from asr.graph.mkgraph import mkgraph
 from asr.hmm import PDF_CLASS_KEY, HmmModel, Split, Table, TransitionModel, init_monophone
 from asr.hmm.build_tree import (
@@ -40,6 +40,7 @@ from asr.hmm.tree_stats import (
     tree_stats_from_alignments,
 )
 from asr.lang import Lexicon, prepare_lang
+from tests.support.graphs import LEXICON, best_input, check_word_path, make_g, phones_of_tids
 
 # --------------------------------------------------------------------------- tree statistics
 
@@ -508,7 +509,7 @@ def test_init_gmm_from_tree_stats_matches_numpy_fit():
         np.testing.assert_allclose(gauss.means[pdf], data.mean(0), rtol=1e-10)
         np.testing.assert_allclose(gauss.variances[pdf], data.var(0), rtol=1e-9)
     assert set(tree.possible_pdfs(8, 0)) != set(tree.possible_pdfs(8, 1))
-    gmm = gauss.to_diag_gmm_set()
+    gmm = DiagGmmSet.from_gaussians(gauss.means, gauss.variances)
     x = everything[:3]
     expected = norm.logpdf(x[:, None, :], gauss.means[None], np.sqrt(gauss.variances)[None])
     np.testing.assert_allclose(gmm.log_likelihoods(x).numpy(), expected.sum(-1), rtol=1e-4)

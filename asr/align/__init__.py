@@ -2,7 +2,8 @@
 
 * :mod:`asr.align.training_graphs` — H o C o L o transcript per utterance (``compile-train-graphs``);
 * :mod:`asr.align.aligner` — Viterbi alignment with our beam search, flat-start equal alignment,
-  data-parallel alignment jobs, ``asr align``;
+  data-parallel alignment jobs over any :class:`FrameScorer` (``asr align`` for GMM model dirs
+  and GMM statistics over alignments: :mod:`asr.gmm.alignment`, :mod:`asr.gmm.jobs`);
 * :mod:`asr.align.forward_backward` — Baum-Welch state posteriors over training graphs;
 * :mod:`asr.align.io` — ``ali.ark``/``ali.scp``/``ali.txt``/``failed.txt``.
 
@@ -13,16 +14,18 @@
 
 from asr.align.aligner import (
     AlignConfig,
+    AlignedChunk,
     AlignJob,
     AlignJobResult,
-    AlignSummary,
+    FrameScorer,
     UttAlignment,
-    align_data_dir,
+    align_chunks,
     align_utterance,
     equal_alignment,
+    graph_pdfs,
     run_alignment_job,
     silence_pdfs,
-    split_by_speaker,
+    utterance_posteriors,
 )
 from asr.align.io import (
     read_alignments,
@@ -44,14 +47,16 @@ __all__ = [
     "AlignConfig",
     "AlignJob",
     "AlignJobResult",
-    "AlignSummary",
+    "AlignedChunk",
+    "FrameScorer",
     "TrainingGraph",
     "TrainingGraphCompiler",
     "TrainingGraphConfig",
     "UttAlignment",
-    "align_data_dir",
+    "align_chunks",
     "align_utterance",
     "equal_alignment",
+    "graph_pdfs",
     "read_alignments",
     "read_alignments_ark",
     "read_alignments_scp",
@@ -60,7 +65,7 @@ __all__ = [
     "run_alignment_job",
     "scaled_transition_costs",
     "silence_pdfs",
-    "split_by_speaker",
+    "utterance_posteriors",
     "write_alignments",
     "write_failed",
 ]

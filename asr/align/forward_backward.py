@@ -1,7 +1,7 @@
 """Baum-Welch forward-backward over per-utterance training graphs (log semiring).
 
 :func:`forward_backward` sums over every path of a
-:class:`~asr.decode.graph.DecodingGraph` that consumes exactly ``num_frames``
+:class:`~asr.decode.search_graph.DecodingGraph` that consumes exactly ``num_frames``
 frames and ends in a final state. A path's log-weight is the sum of its arcs'
 ``-weight`` (graph log-probabilities), ``acoustic_scale * log_likes[t, pdf]``
 for the emitting arc of each frame, and ``-final_cost`` of its last state. The
@@ -26,7 +26,7 @@ triplets :meth:`asr.gmm.GmmAccumulator.accumulate_posteriors` takes, and
 transition-model update.
 
 >>> import numpy as np
->>> from asr.decode.graph import DecodingGraph
+>>> from asr.decode.search_graph import DecodingGraph
 >>> g = DecodingGraph.from_arrays(  # 0 -1-> 1, 1 -2-> 1 (self-loop), 1 final
 ...     src=[0, 1], ilabel=[1, 2], olabel=[0, 0], weight=[0.0, 0.0], nextstate=[1, 1],
 ...     final_cost=[np.inf, 0.0], start_state=0, ilabel_to_pdf=[-1, 0, 1])
@@ -48,7 +48,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from asr.decode.graph import DecodingGraph
+from asr.decode.search_graph import DecodingGraph
 from asr.decode.viterbi import check_log_likes
 from asr.errors import DecodeError
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import kaldifst
 import numpy as np
 
-from asr.decode.graph import DecodingGraph
+from asr.decode.search_graph import DecodingGraph
 from asr.errors import AlignmentError, AsrError
 from asr.graph.fst_arrays import FstArrays
 from asr.graph.mkgraph import MkGraphConfig, build_hclg

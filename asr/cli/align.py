@@ -27,17 +27,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     parser.add_argument("--nj", type=int, default=1, metavar="N", help="parallel jobs")
-    parser.add_argument("--beam", type=float, default=10.0)
-    parser.add_argument("--retry-beam", type=float, default=40.0)
-    parser.add_argument("--boost-silence", type=float, default=1.0)
+    parser.add_argument("--beam", type=float, help="default: AlignConfig.beam")
+    parser.add_argument("--retry-beam", type=float, help="default: AlignConfig.retry_beam")
+    parser.add_argument("--boost-silence", type=float, help="default: AlignConfig.boost_silence")
     parser.set_defaults(func=_align)
 
 
 def _align(args: argparse.Namespace) -> int:
-    from asr.align.aligner import AlignConfig, align_data_dir
+    from asr.align import AlignConfig
+    from asr.gmm.alignment import align_data_dir
 
+    options = ("beam", "retry_beam", "boost_silence")
     config = AlignConfig(
-        beam=args.beam, retry_beam=args.retry_beam, boost_silence=args.boost_silence
+        **{name: getattr(args, name) for name in options if getattr(args, name) is not None}
     )
     summary = align_data_dir(
         args.data_dir, args.lang_dir, args.model_dir, args.out_dir, config=config,

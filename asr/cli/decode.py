@@ -12,10 +12,10 @@ Examples::
 With ``MODEL_DIR DATA_DIR`` (any model family), features come from
 ``DATA_DIR/feats.scp`` through the model's feature pipeline and the outputs
 (``--out``, default ``MODEL_DIR/decode_<basename DATA_DIR>``) are those of
-:func:`asr.decode.model_decode.decode_data_dir` (``hyp.txt``, ``ali.txt``,
+:func:`asr.batch.decode_dir.decode_data_dir` (``hyp.txt``, ``ali.txt``,
 ``costs.txt``, ``wer``, ``per_utt``, ``wer_<scale>``, ``best_wer``, ``decode.json``).
 
-With ``--log-likes``:
+With ``--log-likes`` (:func:`asr.batch.decode_dir.decode_log_likes_archive`):
 
 ``--graph`` is an ``.fst`` file or a graph directory holding ``HCLG.fst`` (or
 ``TLG.fst``), ``ilabel_to_pdf.int`` and ``words.txt``. Writes (atomically):
@@ -31,8 +31,6 @@ With ``--log-likes``:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import sys
 from pathlib import Path
 
@@ -62,10 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--beam", type=float, help="beam (default: 13 with MODEL_DIR, 16 with --log-likes)"
     )
-    parser.add_argument("--max-active", type=int, default=7000)
-    parser.add_argument("--min-active", type=int, default=200)
-    parser.add_argument("--beam-delta", type=float, default=0.5)
-    parser.add_argument("--acoustic-scale", type=float, help="acoustic scale (default: 0.1)")
+    parser.add_argument("--max-active", type=int, help="(default: DecoderConfig's, 7000)")
+    parser.add_argument("--min-active", type=int, help="(default: DecoderConfig's, 200)")
+    parser.add_argument("--beam-delta", type=float, help="(default: DecoderConfig's, 0.5)")
+    parser.add_argument("--acoustic-scale", type=float, help="(default: DecoderConfig's, 0.1)")
     parser.add_argument(
         "--acoustic-scales",
         help="comma-separated scales to try (MODEL_DIR mode); the best on DATA_DIR/text wins",
@@ -123,20 +121,6 @@ def read_words(path: Path) -> dict[int, str]:
     return {sym_id: word for word, sym_id in table.pairs}
 
 
-def _read_ark(path: Path):
-    """Yield (utt_id, matrix) from a Kaldi ark, silencing kaldi_io's KALDI_ROOT banner."""
-    from asr.errors import ArchiveError
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        import kaldi_io
-    if not path.exists():
-        raise ArchiveError(f"{path}: log-likelihood archive not found")
-    try:
-        yield from kaldi_io.read_mat_ark(str(path))
-    except Exception as err:  # kaldi_io raises bare exceptions on malformed input
-        raise ArchiveError(f"{path}: cannot read matrix archive: {err}") from None
-
-
 def _parse_scales(text: str) -> list[float]:
     from asr.errors import DecodeError
 
@@ -184,11 +168,26 @@ def _scale_from(decode_dir: Path) -> float:
         raise DecodeError(f"{path}: no acoustic_scale ({err})") from None
 
 
+#: MODEL_DIR mode's beam when --beam is not given (Kaldi's decode.sh default; --log-likes
+#: mode keeps DecoderConfig's 16, FasterDecoder's default)
+MODEL_DIR_BEAM = 13.0
+
+
+def _decoder_config(args: argparse.Namespace, *, default_beam: float | None):
+    """A DecoderConfig from the options given; the dataclass supplies the others."""
+    from asr.decode import DecoderConfig
+
+    names = ("beam", "max_active", "min_active", "beam_delta", "acoustic_scale")
+    given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if default_beam is not None:
+        given.setdefault("beam", default_beam)
+    return DecoderConfig(**given)
+
+
 def run_model(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from asr.decode import DecoderConfig
-    from asr.decode.model_decode import decode_data_dir, format_scale
+    from asr.batch.decode_dir import decode_data_dir, format_scale
     from asr.errors import DecodeError
 
     for name in ("ref", "words", "ilabel_map"):
@@ -207,13 +206,7 @@ def run_model(args: argparse.Namespace) -> int:
         args.acoustic_scale = _scale_from(args.acoustic_scale_from)
     graph_dir = args.graph if args.graph.is_dir() else args.graph.parent
     out = args.out or args.model_dir / f"decode_{args.data_dir.resolve().name}"
-    config = DecoderConfig(
-        beam=13.0 if args.beam is None else args.beam,
-        max_active=args.max_active,
-        min_active=args.min_active,
-        beam_delta=args.beam_delta,
-        acoustic_scale=0.1 if args.acoustic_scale is None else args.acoustic_scale,
-    )
+    config = _decoder_config(args, default_beam=MODEL_DIR_BEAM)
     scales = _parse_scales(args.acoustic_scales) if args.acoustic_scales is not None else None
     with tqdm(desc="decode", unit="utt", disable=not progress_enabled()) as bar:
         summary = decode_data_dir(
@@ -246,86 +239,31 @@ def run_model(args: argparse.Namespace) -> int:
 
 
 def run_log_likes(args: argparse.Namespace) -> int:
-    import numpy as np
     from tqdm import tqdm
 
-    from asr.decode import DecoderConfig, DecodingGraph
-    from asr.decode.batched import BatchedDecoder
-    from asr.decode.viterbi import decode
-    from asr.errors import DecodeError
-    from asr.fileio import atomic_write, atomic_write_text
+    from asr.batch.decode_dir import decode_log_likes_archive
+    from asr.decode import DecodingGraph
 
     graph_path, ilabel_map, words_path = _resolve_graph(args)
     word_symbols = read_words(words_path) if words_path is not None else None
     graph = DecodingGraph.from_fst(graph_path, ilabel_map)
-    config = DecoderConfig(
-        beam=16.0 if args.beam is None else args.beam,
-        max_active=args.max_active,
-        min_active=args.min_active,
-        beam_delta=args.beam_delta,
-        acoustic_scale=0.1 if args.acoustic_scale is None else args.acoustic_scale,
-    )
-    use_torch = args.device != "cpu"
-    batcher = BatchedDecoder(graph, config, device=args.device) if use_torch else None
+    config = _decoder_config(args, default_beam=None)
+    refs = None
+    if args.ref is not None:
+        from asr.scoring import read_text_file
 
-    results = []
-    pending: list[tuple[str, np.ndarray]] = []
-
-    def flush() -> None:
-        if not pending:
-            return
-        batch = batcher.decode([m for _, m in pending], word_symbols=word_symbols)
-        results.extend(zip([u for u, _ in pending], batch, strict=True))
-        pending.clear()
-
-    bar = tqdm(desc="decode", unit="utt", disable=not progress_enabled())
-    for utt_id, mat in _read_ark(args.log_likes):
-        try:
-            if use_torch:
-                pending.append((utt_id, mat))
-                if len(pending) >= args.batch_size:
-                    flush()
-            else:
-                results.append((utt_id, decode(graph, mat, config, word_symbols=word_symbols)))
-        except DecodeError as err:
-            raise DecodeError(f"utterance {utt_id}: {err}") from None
-        bar.update(1)
-    flush()
-    bar.close()
-    if not results:
-        raise DecodeError(f"{args.log_likes}: no utterances in the archive")
-
-    out = args.out
-    hyps = {utt_id: r.text for utt_id, r in results}
-    atomic_write_text(out / "hyp.txt", "".join(f"{u} {t}".rstrip() + "\n" for u, t in hyps.items()))
-    with atomic_write(out / "ali.txt") as f:
-        for utt_id, r in results:
-            f.write(f"{utt_id} {' '.join(map(str, r.alignment.tolist()))}\n")
-    with atomic_write(out / "pdf_ali.txt") as f:
-        for utt_id, r in results:
-            f.write(f"{utt_id} {' '.join(map(str, r.pdf_alignment.tolist()))}\n")
-    with atomic_write(out / "word_boundaries.txt") as f:
-        for utt_id, r in results:
-            labels = r.words if r.words is not None else tuple(map(str, r.word_ids))
-            for word, (start, end) in zip(labels, r.word_boundaries.tolist(), strict=True):
-                f.write(f"{utt_id} {word} {start} {end}\n")
-    with atomic_write(out / "costs.txt") as f:
-        for utt_id, r in results:
-            f.write(
-                f"{utt_id} {r.total_cost:.4f} {r.graph_cost:.4f} {r.acoustic_cost:.4f} "
-                f"{r.num_frames} {int(r.reached_final)}\n"
-            )
-    not_final = sum(not r.reached_final for _, r in results)
-    if not_final:
+        refs = read_text_file(args.ref)
+    with tqdm(desc="decode", unit="utt", disable=not progress_enabled()) as bar:
+        summary = decode_log_likes_archive(
+            graph, args.log_likes, args.out, config=config, word_symbols=word_symbols,
+            refs=refs, device=args.device, batch_size=args.batch_size, progress=bar.update,
+        )  # fmt: skip
+    if summary.num_not_final:
         print(
-            f"asr decode: warning: {not_final} utterance(s) did not reach a final state "
-            "(best partial path used)",
+            f"asr decode: warning: {summary.num_not_final} utterance(s) did not reach a final "
+            "state (best partial path used)",
             file=sys.stderr,
         )
-    if args.ref is not None:
-        from asr.scoring import read_text_file, score
-
-        result = score(read_text_file(args.ref), hyps)
-        atomic_write_text(out / "wer", result.summary() + "\n")
-        print(result.summary_line())
+    if summary.score is not None:
+        print(summary.score.summary_line())
     return 0

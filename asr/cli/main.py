@@ -4,12 +4,17 @@ Each module in :data:`COMMAND_MODULES` defines ``register(subparsers)``, which
 adds its subcommand(s) and sets ``func`` (taking the parsed namespace and
 returning an exit code) as a parser default. Heavy imports (torch, kaldifst)
 happen inside those functions so ``asr --help`` stays fast.
+
+An argument ``@FILE`` stands for the options written in FILE (Kaldi-style conf files, as the
+recipes keep theirs in ``recipes/<corpus>/conf/``): shell words, one or more options a line,
+``#`` comments; ``asr train mono DATA LANG EXP @conf/mono.conf --nj 4``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 
 from asr import __version__
@@ -39,14 +44,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asr",
         description="Speech recognition pipeline: prepare data, compute features, "
-        "build graphs, train, decode, transcribe and serve.",
+        "build graphs, train, decode, transcribe and serve.\n\n"
+        "An argument @FILE reads options from FILE (one or more a line, # comments).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        fromfile_prefix_chars="@",
     )
+    parser.convert_arg_line_to_args = read_option_line
     parser.add_argument("--version", action="version", version=f"asr {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
     return parser
+
+
+def read_option_line(line: str) -> list[str]:
+    """The arguments on one line of an ``@FILE`` option file: shell words, ``#`` comments.
+
+    >>> read_option_line("--epochs=8 --context 6,6  # the TDNN's")
+    ['--epochs=8', '--context', '6,6']
+    """
+    return shlex.split(line, comments=True)
 
 
 def main(argv: list[str] | None = None) -> int:

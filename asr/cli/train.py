@@ -14,6 +14,7 @@ Other model types (``dnn``, ``ctc``) register here as further subcommands.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from pathlib import Path
 
@@ -53,16 +54,18 @@ def _register_mono(sub: argparse._SubParsersAction) -> None:
     mono.add_argument("lang_dir", type=Path, metavar="LANG_DIR")
     mono.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     mono.add_argument("--nj", type=int, default=1, metavar="N", help="parallel jobs (default 1)")
-    mono.add_argument("--num-iters", type=int, default=40, metavar="N")
-    mono.add_argument("--totgauss", type=int, default=1000, metavar="N", help="target Gaussians")
-    mono.add_argument("--max-iter-inc", type=int, default=30, metavar="N")
-    mono.add_argument("--boost-silence", type=float, default=1.0, metavar="F")
+    mono.add_argument("--num-iters", type=int, metavar="N")
+    mono.add_argument("--totgauss", type=int, metavar="N", help="target Gaussians")
+    mono.add_argument("--max-iter-inc", type=int, metavar="N")
+    mono.add_argument("--boost-silence", type=float, metavar="F")
     mono.add_argument(
         "--baum-welch",
         action="store_true",
+        default=None,
         help="accumulate from forward-backward posteriors instead of Viterbi alignments",
     )
-    mono.add_argument("--seed", type=int, default=0)
+    mono.add_argument("--seed", type=int)
+    mono.epilog = _DEFAULTS_NOTE.format(config="asr.gmm.train_mono.MonoConfig")
     mono.add_argument(
         "--force", action="store_true", help="retrain even when OUT_DIR is up to date"
     )
@@ -73,12 +76,9 @@ def _train_mono(args: argparse.Namespace) -> int:
     from asr.gmm.train_mono import MonoConfig, train_mono
 
     config = MonoConfig(
-        num_iters=args.num_iters,
-        totgauss=args.totgauss,
-        max_iter_inc=args.max_iter_inc,
-        boost_silence=args.boost_silence,
-        baum_welch=args.baum_welch,
-        seed=args.seed,
+        **_given(
+            args, "num_iters", "totgauss", "max_iter_inc", "boost_silence", "baum_welch", "seed"
+        )
     )
     summary = _run_with_progress(
         lambda progress: train_mono(
@@ -96,6 +96,15 @@ def _train_mono(args: argparse.Namespace) -> int:
     )
     _print_summary(args.out_dir, summary, "")
     return 0
+
+
+_DEFAULTS_NOTE = "Options not given take the defaults of {config}."
+
+
+def _given(args: argparse.Namespace, *names: str) -> dict:
+    """The options among ``names`` given on the command line (the others are None and keep
+    the config dataclass's defaults)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -121,20 +130,19 @@ def _register_tri(sub: argparse._SubParsersAction) -> None:
     tri.add_argument("lang_dir", type=Path, metavar="LANG_DIR")
     tri.add_argument("ali_dir", type=Path, metavar="ALI_DIR")
     tri.add_argument("out_dir", type=Path, metavar="OUT_DIR")
-    tri.add_argument("--mode", choices=("deltas", "lda-mllt"), default="deltas")
-    tri.add_argument("--num-leaves", type=int, default=2000, metavar="N", help="tree leaves")
-    tri.add_argument("--totgauss", type=int, default=10000, metavar="N", help="target Gaussians")
+    tri.add_argument("--mode", choices=("deltas", "lda-mllt"), help="default: deltas")
+    tri.add_argument("--num-leaves", type=int, metavar="N", help="tree leaves")
+    tri.add_argument("--totgauss", type=int, metavar="N", help="target Gaussians")
     tri.add_argument("--nj", type=int, default=1, metavar="N", help="parallel jobs (default 1)")
-    tri.add_argument("--num-iters", type=int, default=35, metavar="N")
-    tri.add_argument("--max-iter-inc", type=int, default=25, metavar="N")
-    tri.add_argument("--realign-iters", type=_int_list, default=(10, 20, 30), metavar="LIST")
-    tri.add_argument("--mllt-iters", type=_int_list, default=(2, 4, 6, 12), metavar="LIST")
-    tri.add_argument("--lda-dim", type=int, default=40, metavar="N")
-    tri.add_argument(
-        "--tree-thresh", type=float, default=300.0, metavar="F", help="least gain of a tree split"
-    )
-    tri.add_argument("--boost-silence", type=float, default=1.0, metavar="F")
-    tri.add_argument("--seed", type=int, default=0)
+    tri.add_argument("--num-iters", type=int, metavar="N")
+    tri.add_argument("--max-iter-inc", type=int, metavar="N")
+    tri.add_argument("--realign-iters", type=_int_list, metavar="LIST")
+    tri.add_argument("--mllt-iters", type=_int_list, metavar="LIST")
+    tri.add_argument("--lda-dim", type=int, metavar="N")
+    tri.add_argument("--tree-thresh", type=float, metavar="F", help="least gain of a tree split")
+    tri.add_argument("--boost-silence", type=float, metavar="F")
+    tri.add_argument("--seed", type=int)
+    tri.epilog = _DEFAULTS_NOTE.format(config="asr.gmm.train_tri.TriConfig")
     tri.add_argument("--force", action="store_true", help="retrain even when OUT_DIR is up to date")
     tri.set_defaults(func=_train_tri)
 
@@ -142,19 +150,13 @@ def _register_tri(sub: argparse._SubParsersAction) -> None:
 def _train_tri(args: argparse.Namespace) -> int:
     from asr.gmm.train_tri import TriConfig, train_tri
 
-    config = TriConfig(
-        feature_mode=args.mode.replace("-", "_"),
-        num_leaves=args.num_leaves,
-        totgauss=args.totgauss,
-        num_iters=args.num_iters,
-        max_iter_inc=args.max_iter_inc,
-        realign_iters=args.realign_iters,
-        mllt_iters=args.mllt_iters,
-        lda_dim=args.lda_dim,
-        tree_thresh=args.tree_thresh,
-        boost_silence=args.boost_silence,
-        seed=args.seed,
-    )
+    given = _given(
+        args, "num_leaves", "totgauss", "num_iters", "max_iter_inc", "realign_iters",
+        "mllt_iters", "lda_dim", "tree_thresh", "boost_silence", "seed",
+    )  # fmt: skip
+    if args.mode is not None:
+        given["feature_mode"] = args.mode.replace("-", "_")
+    config = TriConfig(**given)
     summary = _run_with_progress(
         lambda progress: train_tri(
             args.data_dir,
@@ -191,37 +193,32 @@ def _register_sat(sub: argparse._SubParsersAction) -> None:
     sat.add_argument("lang_dir", type=Path, metavar="LANG_DIR")
     sat.add_argument("ali_dir", type=Path, metavar="ALI_DIR")
     sat.add_argument("out_dir", type=Path, metavar="OUT_DIR")
-    sat.add_argument("--num-leaves", type=int, default=2500, metavar="N", help="tree leaves")
-    sat.add_argument("--totgauss", type=int, default=15000, metavar="N", help="target Gaussians")
+    sat.add_argument("--num-leaves", type=int, metavar="N", help="tree leaves")
+    sat.add_argument("--totgauss", type=int, metavar="N", help="target Gaussians")
     sat.add_argument("--nj", type=int, default=1, metavar="N", help="parallel jobs (default 1)")
-    sat.add_argument("--num-iters", type=int, default=35, metavar="N")
-    sat.add_argument("--max-iter-inc", type=int, default=25, metavar="N")
-    sat.add_argument("--realign-iters", type=_int_list, default=(10, 20, 30), metavar="LIST")
-    sat.add_argument("--fmllr-iters", type=_int_list, default=(2, 4, 6, 12), metavar="LIST")
-    sat.add_argument(
-        "--tree-thresh", type=float, default=300.0, metavar="F", help="least gain of a tree split"
-    )
-    sat.add_argument("--seed", type=int, default=0)
+    sat.add_argument("--num-iters", type=int, metavar="N")
+    sat.add_argument("--max-iter-inc", type=int, metavar="N")
+    sat.add_argument("--realign-iters", type=_int_list, metavar="LIST")
+    sat.add_argument("--fmllr-iters", type=_int_list, metavar="LIST")
+    sat.add_argument("--tree-thresh", type=float, metavar="F", help="least gain of a tree split")
+    sat.add_argument("--seed", type=int)
+    sat.epilog = _DEFAULTS_NOTE.format(config="asr.gmm.train_sat.SatConfig (its tri: TriConfig)")
     sat.add_argument("--force", action="store_true", help="retrain even when OUT_DIR is up to date")
     sat.set_defaults(func=_train_sat)
 
 
 def _train_sat(args: argparse.Namespace) -> int:
     from asr.gmm.train_sat import SatConfig, train_sat
-    from asr.gmm.train_tri import TriConfig
 
-    config = SatConfig(
-        tri=TriConfig(
-            num_leaves=args.num_leaves,
-            totgauss=args.totgauss,
-            num_iters=args.num_iters,
-            max_iter_inc=args.max_iter_inc,
-            realign_iters=args.realign_iters,
-            tree_thresh=args.tree_thresh,
-            seed=args.seed,
+    defaults = SatConfig()
+    tri = dataclasses.replace(
+        defaults.tri,
+        **_given(
+            args, "num_leaves", "totgauss", "num_iters", "max_iter_inc", "realign_iters",
+            "tree_thresh", "seed",
         ),
-        fmllr_iters=args.fmllr_iters,
-    )
+    )  # fmt: skip
+    config = dataclasses.replace(defaults, tri=tri, **_given(args, "fmllr_iters"))
     summary = _run_with_progress(
         lambda progress: train_sat(
             args.data_dir,

@@ -159,7 +159,7 @@ def _report(args: argparse.Namespace, summary: dict, rank: int) -> int:
 
 
 def _train_dnn(args: argparse.Namespace) -> int:
-    from asr.nnet.recipes import DnnRecipeConfig, train_dnn
+    from asr.nnet.train_steps import DnnRecipeConfig, train_dnn
 
     rank = _setup(args)
     config = DnnRecipeConfig(
@@ -176,7 +176,7 @@ def _train_dnn(args: argparse.Namespace) -> int:
 
 def _train_ctc(args: argparse.Namespace) -> int:
     from asr.nnet.data import SpecAugmentConfig
-    from asr.nnet.recipes import CtcRecipeConfig, train_ctc
+    from asr.nnet.train_steps import CtcRecipeConfig, train_ctc
 
     rank = _setup(args)
     train_config = _train_config(

@@ -1,7 +1,8 @@
 """``asr transcribe --model BUNDLE [FILES... | --wav-scp SCP | --dir DIR]``: batch transcription.
 
-Each job is a process that loads the bundle once (:class:`asr.recognizer.Recognizer`)
-and transcribes its share of the files; results come back in input order. A file
+The work is :func:`asr.batch.transcribe.transcribe_files` (jobs of one speaker's files, each
+process loading the bundle once, results in input order); this module parses the
+arguments and prints the records. A file
 that cannot be transcribed is reported (stderr, and ``{"file", "error"}`` in JSON)
 and skipped; the exit code is 1 when any file failed.
 
@@ -14,9 +15,7 @@ the same hypotheses, as the recipe's ``asr decode`` stage on that data dir.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import json
-import multiprocessing
 import sys
 import time
 from pathlib import Path
@@ -51,7 +50,6 @@ examples:
 """
 
 _AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".sph")
-_RECOGNIZER = None
 
 
 def register(subparsers) -> None:
@@ -123,71 +121,20 @@ def _read_pairs(path: Path, lines: list[str], what: str) -> list[tuple[str, str]
     return pairs
 
 
-def speaker_groups(args: argparse.Namespace, items: list[tuple[str, str]]) -> list[list[int]]:
-    """Indices of ``items`` grouped by speaker (--utt2spk / --data-dir's utt2spk, in order of
-    first appearance); without a speaker map, or for an unlisted utterance, one file each."""
+def read_utt2spk(args: argparse.Namespace) -> dict[str, str] | None:
+    """The speaker map of --utt2spk, else of --data-dir (its utt2spk when present), else None."""
     from asr.errors import AudioError
 
     path = Path(args.utt2spk) if args.utt2spk else None
     if path is None and args.data_dir and (Path(args.data_dir) / "utt2spk").is_file():
         path = Path(args.data_dir) / "utt2spk"
     if path is None:
-        return [[index] for index in range(len(items))]
+        return None
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as err:
         raise AudioError(f"{path}: cannot read utt2spk: {err}") from None
-    utt2spk = dict(_read_pairs(path, lines, "UTT_ID SPK_ID"))
-    groups: dict[str, list[int]] = {}
-    for index, (utt_id, _) in enumerate(items):
-        groups.setdefault(utt2spk.get(utt_id, f"\0{index}"), []).append(index)
-    return list(groups.values())
-
-
-def _init_worker(bundle: str, device: str, single_thread: bool) -> None:
-    global _RECOGNIZER
-    from asr.recognizer import Recognizer
-
-    if single_thread:
-        import torch
-
-        torch.set_num_threads(1)
-    _RECOGNIZER = Recognizer.from_dir(bundle, device=device, verify=False)
-
-
-def _error_record(utt_id: str, path: str, err: Exception) -> dict:
-    message = str(err) if str(err).startswith(path) else f"{path}: {err}"
-    return {"file": path, "utt_id": utt_id, "error": message}
-
-
-def transcribe_one(item: tuple[str, str]) -> dict:
-    """One ``(utt_id, path)`` with this process's recognizer -> its record."""
-    return transcribe_group([(0, *item)])[0][1]
-
-
-def transcribe_group(group: list[tuple[int, str, str]]) -> list[tuple[int, dict]]:
-    """``[(index, utt_id, path)]`` of one speaker (or one file) with this process's
-    recognizer -> ``[(index, record)]``: JSON-ready records or error records."""
-    records: dict[int, dict] = {}
-    todo = []
-    for index, utt_id, path in group:
-        if path.rstrip().endswith("|"):
-            err = ValueError("piped wav.scp entries (commands) are not supported")
-            records[index] = _error_record(utt_id, path, err)
-        else:
-            todo.append((index, utt_id, path))
-    try:
-        outcomes = _RECOGNIZER.transcribe_speaker([path for _, _, path in todo])
-    except Exception as err:  # noqa: BLE001 -- a failure of the group fails its files only
-        outcomes = [err] * len(todo)
-    for (index, utt_id, path), outcome in zip(todo, outcomes, strict=True):
-        if isinstance(outcome, Exception):
-            records[index] = _error_record(utt_id, path, outcome)
-        else:
-            record = {"file": path, "utt_id": utt_id, **outcome.to_dict()}
-            record["processing_s"] = outcome.rtf * outcome.duration_s
-            records[index] = record
-    return sorted(records.items())
+    return dict(_read_pairs(path, lines, "UTT_ID SPK_ID"))
 
 
 def _format(record: dict, fmt: str, *, many: bool) -> str:
@@ -211,40 +158,10 @@ def _format(record: dict, fmt: str, *, many: bool) -> str:
     return f"{record['file']}\t{record['text']}\n" if many else f"{record['text']}\n"
 
 
-def _results(args, items, groups, recognizer_bundle: str, device: str):
-    """Yield records in input order (in-process for one job, a process pool otherwise);
-    the files of a group (a speaker) are transcribed together by one job."""
-    jobs = [[(index, *items[index]) for index in group] for group in groups]
-    ready: dict[int, dict] = {}
-    next_index = 0
-    if args.nj <= 1 or len(jobs) <= 1:
-        _init_worker(recognizer_bundle, device, False)
-        outputs = map(transcribe_group, jobs)
-        pool = None
-    else:
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        pool = cf.ProcessPoolExecutor(
-            max_workers=args.nj, mp_context=context, initializer=_init_worker,
-            initargs=(recognizer_bundle, device, True),
-        )  # fmt: skip
-        chunk = max(1, min(16, len(jobs) // (4 * args.nj)))
-        outputs = pool.map(transcribe_group, jobs, chunksize=chunk)
-    try:
-        for output in outputs:
-            ready.update(output)
-            while next_index in ready:
-                yield ready.pop(next_index)
-                next_index += 1
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from asr.bundle import load_bundle
+    from asr.batch.transcribe import transcribe_files
     from asr.errors import AudioError
     from asr.fileio import atomic_write_text
     from asr.recognizer import resolve_device
@@ -258,9 +175,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    groups = speaker_groups(args, items)
+    utt2spk = read_utt2spk(args)
     start = time.perf_counter()
-    load_bundle(args.model)  # verify once here; the jobs skip the checksums
     device = resolve_device(args.device)
     many = len(items) > 1
     out_parts: list[str] = []
@@ -268,7 +184,10 @@ def run(args: argparse.Namespace) -> int:
     audio_s = processing_s = 0.0
     show = progress_enabled() and not args.no_progress
     with tqdm(total=len(items), unit="file", disable=not show, file=sys.stderr) as bar:
-        for record in _results(args, items, groups, args.model, device):
+        records = transcribe_files(
+            args.model, items, utt2spk=utt2spk, num_jobs=args.nj, device=device
+        )
+        for record in records:
             bar.update(1)
             if "error" in record:
                 failed += 1

@@ -5,7 +5,7 @@
 >>> decode(graph, log_likes, DecoderConfig(beam=13.0)).word_ids  # doctest: +SKIP
 """
 
-from asr.decode.graph import DecodingGraph, read_ilabel_map
+from asr.decode.search_graph import DecodingGraph, read_ilabel_map, resolve_graph_dir
 from asr.decode.traceback import DecodeResult
 from asr.decode.viterbi import DecoderConfig, decode
 
@@ -16,7 +16,9 @@ __all__ = [
     "decode",
     "decode_batch",
     "OnlineDecoder",
+    "TorchOnlineDecoder",
     "read_ilabel_map",
+    "resolve_graph_dir",
 ]
 
 
@@ -29,4 +31,8 @@ def __getattr__(name: str):  # lazy: torch is only imported for the batched sear
         from asr.decode.online import OnlineDecoder
 
         return OnlineDecoder
+    if name == "TorchOnlineDecoder":
+        from asr.decode.batched_online import TorchOnlineDecoder
+
+        return TorchOnlineDecoder
     raise AttributeError(name)

@@ -1,5 +1,9 @@
 """Incremental (streaming) decoding: feed score chunks, read partial results.
 
+This is THE online decoder: :class:`asr.recognizer.Stream` decodes through it (or through its
+batched torch twin :class:`asr.decode.batched_online.TorchOnlineDecoder`, same interface,
+when the recognizer's search runs on the model's CUDA device).
+
 :class:`OnlineDecoder` runs the same compiled search as
 :func:`asr.decode.viterbi.decode`, one chunk of frames at a time; after
 ``finalize()`` the result equals the offline one on the concatenated scores.
@@ -8,7 +12,7 @@ final or not, without final costs), as a streaming client wants for interim
 results.
 
 >>> import numpy as np, kaldifst
->>> from asr.decode.graph import DecodingGraph
+>>> from asr.decode.search_graph import DecodingGraph
 >>> fst = kaldifst.StdVectorFst()
 >>> s0 = fst.add_state()
 >>> fst.start = s0
@@ -30,9 +34,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from asr.decode.graph import DecodingGraph
+from asr.decode.search_graph import DecodingGraph
 from asr.decode.traceback import DecodeResult
 from asr.decode.viterbi import DecoderConfig, SearchState, check_log_likes
+from asr.endpoint import final_relative_cost
 from asr.errors import DecodeError
 
 __all__ = ["OnlineDecoder"]
@@ -86,6 +91,14 @@ class OnlineDecoder:
         """Current best hypothesis (not necessarily in a final state)."""
         self._check_open()
         return self._search.result(use_final=False, **self._result_kwargs)
+
+    def final_relative_cost(self) -> float:
+        """Kaldi's ``FinalRelativeCost`` of the current tokens (:mod:`asr.endpoint`): how much
+        worse the best final token is than the best token (inf: none is final)."""
+        self._check_open()
+        search = self._search
+        states = search.cur_list[: int(search.counters[0])]
+        return final_relative_cost(search.cur_cost[states], self.graph.final_cost[states])
 
     def finalize(self) -> DecodeResult:
         """End the utterance: best path preferring final states (as offline decoding)."""

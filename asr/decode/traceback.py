@@ -17,7 +17,7 @@ are approximate. When ``ilabel_to_phone`` (frame-level ilabel -> phone map) and
 span (a span that is silence only is left as is).
 
 >>> import numpy as np, kaldifst
->>> from asr.decode.graph import DecodingGraph
+>>> from asr.decode.search_graph import DecodingGraph
 >>> fst = kaldifst.StdVectorFst()
 >>> s0, s1 = fst.add_state(), fst.add_state()
 >>> fst.start = s0
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from asr.decode.graph import DecodingGraph
+from asr.decode.search_graph import DecodingGraph
 from asr.errors import DecodeError
 
 __all__ = ["DecodeResult", "build_result", "lookup_words"]

@@ -1,6 +1,6 @@
 """Single-stream Viterbi beam search (Kaldi's FasterDecoder), compiled with numba.
 
-Token passing over a :class:`~asr.decode.graph.DecodingGraph`: per frame, the
+Token passing over a :class:`~asr.decode.search_graph.DecodingGraph`: per frame, the
 surviving tokens cross their emitting arcs (cost += weight - acoustic_scale *
 log_like[frame, pdf]), new tokens are pruned with the adaptive beam, then
 epsilon arcs are followed to closure; tokens that reach the same state are
@@ -32,7 +32,7 @@ final, the best token regardless is used and ``reached_final`` is False
 >>> fst.add_arc(state=s0, arc=kaldifst.StdArc(1, 7, 0.0, s1))
 >>> fst.add_arc(state=s1, arc=kaldifst.StdArc(2, 0, 0.0, s1))
 >>> fst.set_final(state=s1, weight=0.0)
->>> from asr.decode.graph import DecodingGraph
+>>> from asr.decode.search_graph import DecodingGraph
 >>> g = DecodingGraph.from_fst(fst, ilabel_to_pdf=[-1, 0, 1])
 >>> res = decode(g, np.log(np.full((3, 2), 0.5, np.float32)), DecoderConfig())
 >>> res.word_ids, res.alignment.tolist(), res.reached_final
@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from asr.decode.graph import DecodingGraph
+from asr.decode.search_graph import DecodingGraph
 from asr.decode.traceback import DecodeResult, build_result
 from asr.errors import DecodeError
 

@@ -1,7 +1,8 @@
 """Features for a whole Kaldi data directory, in parallel jobs (Kaldi's ``make_mfcc.sh --nj``).
 
 :func:`compute_data_dir_features` splits the utterances of a data directory
-into ``num_jobs`` jobs (by speaker, like ``split_data.sh``), runs them on any
+into ``num_jobs`` jobs (by speaker, like ``split_data.sh``:
+:func:`asr.parallel.split_by_speaker`), runs them on any
 :class:`concurrent.futures.Executor` (a local process pool by default), and
 writes into ``out_dir``:
 
@@ -35,8 +36,7 @@ import multiprocessing
 import os
 import queue as queue_module
 import re
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,11 +49,11 @@ from asr.features.extractors import compute_features, config_to_dict, feature_di
 from asr.features.functional import accumulate_cmvn_stats, compute_cmvn_stats
 from asr.features.io import write_matrices
 from asr.fileio import atomic_write_text, is_up_to_date
+from asr.parallel import process_pool, split_by_speaker
 
 __all__ = [
     "FeatureJobSummary",
     "compute_data_dir_features",
-    "split_utterances",
 ]
 
 #: Exceptions that mark one utterance as failed (reported and skipped) instead of the run.
@@ -92,81 +92,13 @@ class _JobResult:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-# --------------------------------------------------------------------------- splitting
-
-
-def split_utterances(
-    utt_ids: Sequence[str], utt2spk: Mapping[str, str], num_jobs: int
-) -> list[list[str]]:
-    """Split sorted ``utt_ids`` into at most ``num_jobs`` contiguous, non-empty jobs.
-
-    Speakers are kept whole (as Kaldi's ``split_data.sh``), balancing the
-    number of utterances per job, when there are at least ``num_jobs``
-    speakers; otherwise utterances are split evenly (as ``make_mfcc.sh``
-    splits ``wav.scp``). Fewer jobs are returned when there are fewer
-    utterances than jobs.
-
-    >>> utt2spk = {"a1": "a", "a2": "a", "b1": "b", "c1": "c", "c2": "c", "c3": "c"}
-    >>> split_utterances(sorted(utt2spk), utt2spk, 2)
-    [['a1', 'a2', 'b1'], ['c1', 'c2', 'c3']]
-    >>> split_utterances(["a1", "a2", "a3"], {"a1": "a", "a2": "a", "a3": "a"}, 2)
-    [['a1', 'a2'], ['a3']]
-    """
-    if num_jobs < 1:
-        raise FeatureError(f"num_jobs must be >= 1, got {num_jobs}")
-    utt_ids = list(utt_ids)
-    if not utt_ids:
-        return []
-    speakers: list[str] = []
-    counts: list[int] = []
-    for utt_id in utt_ids:
-        spk_id = utt2spk[utt_id]
-        if speakers and speakers[-1] == spk_id:
-            counts[-1] += 1
-        else:
-            speakers.append(spk_id)
-            counts.append(1)
-    if len(speakers) >= num_jobs:
-        cumulative = np.cumsum(counts)
-        total = int(cumulative[-1])
-        cuts, previous = [], 0  # cut b: the first b speakers go to earlier jobs
-        for job in range(1, num_jobs):
-            low, high = previous + 1, len(speakers) - (num_jobs - job)
-            candidates = np.arange(low, high + 1)
-            target = job * total / num_jobs
-            best = int(candidates[np.argmin(np.abs(cumulative[candidates - 1] - target))])
-            cuts.append(int(cumulative[best - 1]))
-            previous = best
-    else:
-        num_jobs = min(num_jobs, len(utt_ids))
-        cuts = [round(job * len(utt_ids) / num_jobs) for job in range(1, num_jobs)]
-    bounds = [0, *cuts, len(utt_ids)]
-    return [utt_ids[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-
-
 # --------------------------------------------------------------------------- one job
 
 
-def _init_worker(progress_queue) -> None:
-    """Set up a worker of the default pool: progress reporting, one thread per job."""
+def _set_progress_queue(progress_queue) -> None:
+    """Set up a worker of the default pool: report progress to ``progress_queue``."""
     global _PROGRESS_QUEUE
     _PROGRESS_QUEUE = progress_queue
-    torch = sys.modules.get("torch")
-    if torch is not None:  # jobs run in parallel processes: one core each, as Kaldi's
-        torch.set_num_threads(1)
-
-
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """A fork server that has imported the front-end once; workers fork from it quickly.
-
-    (Plain ``fork`` is unsafe once torch has run in this process; ``spawn`` would
-    import torch again in every worker.)
-    """
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    return context
 
 
 def _one_line(err: BaseException) -> str:
@@ -233,13 +165,15 @@ def _run_jobs(
     own_executor = None
     progress_queue = None
     if executor is None:
-        context = _pool_context()
-        progress_queue = context.Queue() if progress is not None else None
-        own_executor = executor = cf.ProcessPoolExecutor(
-            max_workers=len(jobs),
-            mp_context=context,
-            initializer=_init_worker,
+        progress_queue = (
+            multiprocessing.get_context("spawn").Queue() if progress is not None else None
+        )
+        # workers fork from a server that has imported the front-end once
+        own_executor = executor = process_pool(
+            len(jobs),
+            initializer=_set_progress_queue,
             initargs=(progress_queue,),
+            preload=[__name__],
         )
     sizes = {job["job_index"]: len(job["utterances"]) for job in jobs}
     reported = dict.fromkeys(sizes, 0)
@@ -386,7 +320,7 @@ def compute_data_dir_features(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     abs_out = out_dir.absolute()
-    split = split_utterances(data.utt_ids, data.utt2spk, num_jobs)
+    split = split_by_speaker(data.utt_ids, data.utt2spk, num_jobs)
     jobs = [
         {
             "job_index": index,

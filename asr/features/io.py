@@ -41,6 +41,7 @@ __all__ = [
     "read_matrices_ark",
     "read_matrices_scp",
     "read_matrix",
+    "write_kaldi_matrix",
     "write_matrices",
 ]
 
@@ -308,3 +309,13 @@ def read_matrices_scp(scp_path: str | os.PathLike) -> Iterator[tuple[str, np.nda
     finally:
         for handle in handles.values():
             handle.close()
+
+
+def write_kaldi_matrix(path: str | os.PathLike, matrix: np.ndarray) -> None:
+    """One Kaldi binary double matrix (``DM``) as a file of its own (atomically), as
+    ``est-lda``/``compose-transforms`` write ``final.mat``; :func:`read_matrix` reads it."""
+    matrix = np.ascontiguousarray(matrix, dtype="<f8")
+    rows, cols = matrix.shape
+    header = b"\0BDM " + b"\4" + np.int32(rows).tobytes() + b"\4" + np.int32(cols).tobytes()
+    with atomic_write(Path(path), "wb") as handle:
+        handle.write(header + matrix.tobytes())

@@ -49,6 +49,8 @@ from asr.errors import AsrError, FeatureError
 from asr.features.functional import apply_cmvn, compute_cmvn_stats, compute_deltas
 from asr.features.io import read_matrix
 from asr.features.online import SlidingCmvnConfig, sliding_cmvn
+from asr.features.transforms import apply_transform
+from asr.features.transforms import splice_frames as splice
 from asr.fileio import atomic_write, atomic_write_text
 
 __all__ = [
@@ -243,29 +245,6 @@ def load_transform(path: str | os.PathLike) -> np.ndarray:
 # --------------------------------------------------------------------------- one utterance
 
 
-def splice(feats: np.ndarray, *, left: int, right: int) -> np.ndarray:
-    """Kaldi ``splice-feats``: (num_frames, dim) -> (num_frames, (left + 1 + right) * dim),
-    row ``t`` = ``[x[t-left] ... x[t+right]]`` with frame indices clamped to the utterance."""
-    num_frames, dim = feats.shape
-    width = (left + 1 + right) * dim
-    if num_frames == 0:
-        return np.zeros((0, width), dtype=feats.dtype)
-    index = np.arange(num_frames)[:, None] + np.arange(-left, right + 1)[None, :]
-    return feats[np.clip(index, 0, num_frames - 1)].reshape(num_frames, width)
-
-
-def _apply_matrix(feats: np.ndarray, transform: np.ndarray) -> np.ndarray:
-    dim = feats.shape[1]
-    if transform.ndim != 2 or transform.shape[1] not in (dim, dim + 1):
-        raise FeatureError(
-            f"transform of shape {transform.shape} does not fit features of dim {dim}"
-        )
-    out = feats.astype(np.float64) @ transform[:, :dim].T
-    if transform.shape[1] == dim + 1:
-        out += transform[:, dim]
-    return out
-
-
 def apply_pipeline(
     raw_feats: np.ndarray,
     pipeline: FeaturePipelineConfig,
@@ -309,7 +288,7 @@ def apply_pipeline(
                 f"the feature pipeline needs the transform {pipeline.transform!r}; "
                 "load it with load_transform(MODEL_DIR / name)"
             )
-        feats = _apply_matrix(feats, np.asarray(transform, dtype=np.float64))
+        feats = apply_transform(feats, np.asarray(transform, dtype=np.float64))
     return np.ascontiguousarray(feats, dtype=np.float32)
 
 

@@ -1,4 +1,15 @@
-"""Diagonal-covariance GMM acoustic models: scoring, statistics, ML update, mixing up, LDA/MLLT.
+"""Diagonal-covariance GMM acoustic models: scoring, statistics, ML update, mixing up, LDA/MLLT,
+fMLLR, and their training and alignment.
+
+* :mod:`asr.gmm.diag_gmm`, :mod:`asr.gmm.accumulate`, :mod:`asr.gmm.stats` — the GMMs, their
+  statistics and ML update, transition re-estimation;
+* :mod:`asr.gmm.lda_mllt`, :mod:`asr.gmm.fmllr` — feature-space transforms (estimation);
+* :mod:`asr.gmm.training` — the one GMM training loop (template, checkpoints, summary) with
+  :mod:`asr.gmm.loop` (state and iteration) and :mod:`asr.gmm.jobs` (alignment + statistics
+  jobs); its strategies :mod:`asr.gmm.train_mono`, :mod:`asr.gmm.train_tri` (with
+  :mod:`asr.gmm.triphone_start`) and :mod:`asr.gmm.train_sat` (and SAT alignment);
+* :mod:`asr.gmm.alignment` — ``asr align`` with a GMM model dir;
+* :mod:`asr.gmm.gmm_acoustic`, :mod:`asr.gmm.sat` — the models at recognition time.
 
 >>> import torch
 >>> from asr.gmm import DiagGmmSet, GmmAccumulator, ml_update
@@ -25,11 +36,9 @@ from asr.gmm.lda_mllt import (
     LdaStats,
     MlltAccumulator,
     MlltResult,
-    apply_transform,
     estimate_lda,
     estimate_mllt,
     mllt_objective,
-    splice_frames,
     transform_means,
 )
 
@@ -43,13 +52,11 @@ __all__ = [
     "MlltAccumulator",
     "MlltResult",
     "UpdateSummary",
-    "apply_transform",
     "estimate_lda",
     "estimate_mllt",
     "mix_up",
     "ml_update",
     "mllt_objective",
-    "splice_frames",
     "split_targets",
     "transform_means",
 ]

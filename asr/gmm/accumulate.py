@@ -248,7 +248,7 @@ class GmmAccumulator:
         tensor (zeros skipped), a sparse COO tensor of that shape, or triplets
         ``(frame_index, pdf_index, weights)``. Returns ``sum gamma * log p(x | pdf)``."""
         self._check_model(gmm)
-        frame_index, pdf_index, occ = _sparse_posts(posts, feats=feats, num_pdfs=gmm.num_pdfs)
+        frame_index, pdf_index, occ = sparse_posteriors(posts, feats=feats, num_pdfs=gmm.num_pdfs)
         post = gmm.gaussian_posteriors(feats, pdf_index, frame_index=frame_index)
         return self.add_gaussian_posteriors(feats, post, entry_weights=occ)
 
@@ -288,7 +288,7 @@ class GmmAccumulator:
         self.tot_weight = float(state["tot_weight"])
 
 
-def _sparse_posts(
+def sparse_posteriors(
     posts: torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     *,
     feats: torch.Tensor,

@@ -141,6 +141,25 @@ class DiagGmmSet:
             raise ModelError(f"weights of pdf {p} sum to {float(pdf_sums[p]):.6f}, not 1")
 
     @classmethod
+    def from_gaussians(
+        cls,
+        means: torch.Tensor | np.ndarray,
+        variances: torch.Tensor | np.ndarray,
+        *,
+        compute_dtype: torch.dtype = torch.float32,
+    ) -> DiagGmmSet:
+        """One Gaussian per pdf: ``means, variances: (num_pdfs, dim)`` (e.g. the leaves of a
+        tree, :func:`asr.hmm.build_tree.init_gmm_from_tree_stats`: Kaldi's ``gmm-init-model``)."""
+        means = torch.as_tensor(means)
+        return cls(
+            means=means,
+            inv_vars=torch.as_tensor(1.0 / np.asarray(variances)),
+            log_weights=torch.zeros(means.shape[0], dtype=torch.float64),
+            pdf_offsets=torch.arange(means.shape[0] + 1),
+            compute_dtype=compute_dtype,
+        )
+
+    @classmethod
     def init_single(
         cls,
         *,

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from asr.errors import EstimationError
+from asr.features.transforms import apply_transform
 from asr.gmm.diag_gmm import DiagGmmSet
 
 __all__ = [
@@ -222,7 +223,6 @@ def estimate_fmllr(
 
 
 def apply_fmllr(feats: np.ndarray, transform: np.ndarray) -> np.ndarray:
-    """``feats (num_frames, dim)`` -> ``feats A^T + b`` float32."""
-    transform = np.asarray(transform)
-    out = np.asarray(feats, dtype=np.float64) @ transform[:, :-1].T + transform[:, -1]
-    return out.astype(np.float32)
+    """``feats (num_frames, dim)`` -> ``feats A^T + b`` float32 (for a ``(dim, dim + 1)``
+    transform: :func:`asr.features.transforms.apply_transform`)."""
+    return apply_transform(np.asarray(feats), transform)

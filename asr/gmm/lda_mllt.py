@@ -1,6 +1,6 @@
-"""Frame splicing, LDA from class statistics, and MLLT (semi-tied covariance) estimation.
+"""LDA from class statistics, and MLLT (semi-tied covariance) estimation (frame splicing and
+applying a transform: :mod:`asr.features.transforms`).
 
-* :func:`splice_frames` is Kaldi's ``splice-feats`` (edge frames replicated).
 * :class:`LdaStats` + :func:`estimate_lda` are ``acc-lda`` + ``est-lda``: within-
   and between-class scatter, the generalized eigenproblem ``B v = l W v``, rows
   sorted by decreasing ``l`` and scaled so that the within-class covariance of
@@ -13,8 +13,6 @@
 
 >>> import torch
 >>> feats = torch.randn(300, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
->>> splice_frames(feats, left=1, right=1).shape
-torch.Size([300, 12])
 >>> stats = LdaStats(num_classes=3, dim=4)
 >>> stats.accumulate(feats + torch.arange(300)[:, None] % 3, torch.arange(300) % 3)
 >>> estimate_lda(stats, LdaConfig(dim=2)).shape
@@ -32,7 +30,7 @@ import scipy.linalg
 import torch
 
 from asr.errors import EstimationError, FeatureError, ModelError
-from asr.gmm.accumulate import _sparse_posts
+from asr.gmm.accumulate import sparse_posteriors
 from asr.gmm.diag_gmm import DiagGmmSet, GaussianPosteriors
 
 _FRAME_CHUNK = 4096
@@ -67,43 +65,6 @@ def _packed_outer_kernel(x, out):  # pragma: no cover - compiled
             for j in range(i, dim):
                 out[t, k] = xi * x[t, j]
                 k += 1
-
-
-def splice_frames(
-    feats: torch.Tensor | np.ndarray, *, left: int = 3, right: int = 3
-) -> torch.Tensor | np.ndarray:
-    """``(num_frames, dim)`` -> ``(num_frames, (left + 1 + right) * dim)``: row ``t`` is
-    ``[x[t-left], ..., x[t], ..., x[t+right]]`` with indices clamped to the utterance."""
-    if left < 0 or right < 0:
-        raise FeatureError(f"splice context must be >= 0, got left={left} right={right}")
-    if feats.ndim != 2:
-        raise FeatureError(f"features must be (num_frames, dim), got shape {tuple(feats.shape)}")
-    num_frames = feats.shape[0]
-    width = (left + 1 + right) * feats.shape[1]
-    if num_frames == 0:
-        return feats.reshape(0, width)
-    if isinstance(feats, np.ndarray):
-        index = np.arange(num_frames)[:, None] + np.arange(-left, right + 1)[None, :]
-        return feats[np.clip(index, 0, num_frames - 1)].reshape(num_frames, width)
-    offsets = torch.arange(-left, right + 1, device=feats.device)
-    index = (torch.arange(num_frames, device=feats.device)[:, None] + offsets).clamp(
-        0, num_frames - 1
-    )
-    return feats[index].reshape(num_frames, width)
-
-
-def apply_transform(feats: torch.Tensor, transform: torch.Tensor) -> torch.Tensor:
-    """Kaldi's ``transform-feats``: ``feats @ M^T`` for ``M: (out_dim, dim)``, or with an
-    offset column for ``M: (out_dim, dim + 1)``. Keeps the features' dtype."""
-    transform = torch.as_tensor(transform).to(feats.device, feats.dtype)
-    if transform.ndim != 2 or transform.shape[1] not in (feats.shape[1], feats.shape[1] + 1):
-        raise FeatureError(
-            f"transform {tuple(transform.shape)} does not fit features of dim {feats.shape[1]}"
-        )
-    out = feats @ transform[:, : feats.shape[1]].T
-    if transform.shape[1] == feats.shape[1] + 1:
-        out = out + transform[:, -1]
-    return out
 
 
 # ---------------------------------------------------------------------- LDA
@@ -327,7 +288,7 @@ class MlltAccumulator:
         posts: torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     ) -> None:
         """Statistics from pdf occupancies (dense, sparse COO, or triplets)."""
-        frame_index, pdf_index, occ = _sparse_posts(posts, feats=feats, num_pdfs=gmm.num_pdfs)
+        frame_index, pdf_index, occ = sparse_posteriors(posts, feats=feats, num_pdfs=gmm.num_pdfs)
         post = gmm.gaussian_posteriors(feats, pdf_index, frame_index=frame_index)
         self.add_gaussian_posteriors(gmm, feats, post, entry_weights=occ)
 

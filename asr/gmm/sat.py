@@ -16,8 +16,12 @@ The amount of speech picks the transform (:class:`asr.gmm.fmllr.FmllrConfig`): a
 500 frames, a diagonal one from 100; a speaker with less gets none and is decoded with the SI
 model.
 
-Through the plain :class:`asr.acoustic.AcousticModel` interface (one utterance, no speaker:
-streaming, ``Recognizer`` without a speaker) the model scores with the SI GMMs.
+Through the plain :class:`asr.acoustic_model.AcousticModel` interface (one utterance, no speaker:
+streaming partials) the model scores with the SI GMMs; as a
+:class:`asr.acoustic_model.SpeakerAdaptive` model it estimates a speaker's transform
+(:meth:`SatAcousticModel.adapt_to_speaker`, :func:`transform_from_first_pass`) and scores
+with it (:meth:`SatAcousticModel.adapted_scores`). (Training-time per-speaker transforms are
+:mod:`asr.gmm.train_sat`'s.)
 
 >>> from asr.gmm.sat import SatAcousticModel, decode_speaker  # doctest: +SKIP
 >>> model = SatAcousticModel.load("exp/an4/tri3")  # doctest: +SKIP
@@ -35,12 +39,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from asr.acoustic import read_model_info
+from asr.acoustic_model import SpeakerAdaptive, read_model_info
 from asr.errors import ModelError
 from asr.features.pipeline import FeaturePipelineConfig, apply_pipeline
-from asr.gmm.acoustic import GmmAcousticModel, gmm_scores
 from asr.gmm.diag_gmm import DiagGmmSet
 from asr.gmm.fmllr import FmllrConfig, FmllrStats, apply_fmllr, estimate_fmllr
+from asr.gmm.gmm_acoustic import GmmAcousticModel, gmm_scores
 from asr.hmm.model import HmmModel
 
 __all__ = [
@@ -48,7 +52,7 @@ __all__ = [
     "SatAcousticModel",
     "SatDecodeConfig",
     "decode_speaker",
-    "speaker_transform",
+    "transform_from_first_pass",
 ]
 
 SI_GMM_FILE = "gmm_si.pt"
@@ -82,6 +86,8 @@ class SatAcousticModel:
     transform: np.ndarray | None = None
     model_dir: Path | None = None
     family: ClassVar[str] = "sat"
+    frame_independent: ClassVar[bool] = True
+    subsampling: ClassVar[int] = 1
 
     @property
     def num_pdfs(self) -> int:
@@ -129,12 +135,18 @@ class SatAcousticModel:
         """SAT scores of ``feats`` mapped by a speaker's ``transform (dim, dim + 1)``."""
         return gmm_scores(self.sat, apply_fmllr(feats, transform))
 
-    @property
-    def sat_model(self) -> SatAcousticModel:
-        """What estimates the speaker transforms (itself; an fMLLR DNN holds one too)."""
-        return self
+    def adapt_to_speaker(
+        self,
+        graph,
+        feats: Sequence[np.ndarray],
+        config,
+        *,
+        sat_config: SatDecodeConfig | None = None,
+    ) -> np.ndarray | None:
+        """The speaker's fMLLR transform (:func:`transform_from_first_pass`)."""
+        return transform_from_first_pass(self, graph, feats, config, sat_config=sat_config)
 
-    def scores(self, feats: np.ndarray, transform: np.ndarray | None) -> np.ndarray:
+    def adapted_scores(self, feats: np.ndarray, transform: np.ndarray | None) -> np.ndarray:
         """Adapted scores with a speaker's transform, SI scores without one."""
         if transform is None:
             return self.log_likelihoods(feats)
@@ -146,7 +158,7 @@ class SatAcousticModel:
         return np.isin(phones, self.silence_phone_ids)
 
 
-def speaker_transform(
+def transform_from_first_pass(
     model: SatAcousticModel,
     graph,
     feats: Sequence[np.ndarray],
@@ -187,7 +199,7 @@ def speaker_transform(
 
 
 def decode_speaker(
-    model,
+    model: SpeakerAdaptive,
     graph,
     feats: Sequence[np.ndarray],
     configs: Sequence,
@@ -195,16 +207,15 @@ def decode_speaker(
     word_symbols=None,
     sat_config: SatDecodeConfig | None = None,
 ) -> tuple[list[list], np.ndarray | None]:
-    """Decode one speaker's utterances (SI features, see the module docstring) with ``model``
-    (a :class:`SatAcousticModel`, or an fMLLR DNN: anything with ``sat_model`` and
-    ``scores(feats, transform)``); returns
-    ``results[utterance][config]`` (:class:`asr.decode.DecodeResult`) and the speaker's
-    transform (None: too little speech, decoded with the SI model)."""
+    """Decode one speaker's utterances (SI features, see the module docstring) with a
+    :class:`asr.acoustic_model.SpeakerAdaptive` ``model`` (a :class:`SatAcousticModel`, an
+    fMLLR DNN); returns ``results[utterance][config]`` (:class:`asr.decode.DecodeResult`)
+    and the speaker's transform (None: too little speech, decoded with the SI model)."""
     from asr.decode.viterbi import decode
 
-    transform = speaker_transform(model.sat_model, graph, feats, configs[0], sat_config=sat_config)
+    transform = model.adapt_to_speaker(graph, feats, configs[0], sat_config=sat_config)
     results = []
     for utt_feats in feats:
-        scores = model.scores(utt_feats, transform)
+        scores = model.adapted_scores(utt_feats, transform)
         results.append([decode(graph, scores, c, word_symbols=word_symbols) for c in configs])
     return results, transform

@@ -8,10 +8,11 @@ GMMs and final alignment ``ALI_DIR/ali``):
 2. A first fMLLR per speaker with ``ALI_DIR``'s model and alignment (silence frames weighted
    ``silence_weight``); the tree, the first GMMs and the converted alignment are built on the
    adapted features (:func:`asr.gmm.triphone_start.build_triphone_start`).
-3. The iterations of :mod:`asr.gmm.train_tri` (re-alignment, Viterbi statistics, ML update,
-   mixing up); on ``fmllr_iters`` every speaker's transform is re-estimated first with the
-   current model and alignment (posteriors on the adapted features, statistics on the SI ones,
-   starting from the current transform).
+3. The iterations of the shared GMM training loop (:mod:`asr.gmm.training`; re-alignment,
+   Viterbi statistics, ML update, mixing up; :class:`SatTraining` is its strategy); on
+   ``fmllr_iters`` every speaker's transform is re-estimated first with the current model and
+   alignment (posteriors on the adapted features, statistics on the SI ones, starting from the
+   current transform).
 4. The final alignment, and the speaker-independent "alignment model" ``gmm_si.pt`` (same tree
    and Gaussians, re-estimated once on the SI features with posteriors from the adapted ones:
    Kaldi's ``final.alimdl``), which decodes the first pass before a test speaker has a
@@ -22,6 +23,10 @@ its transform (copied from ``ALI_DIR``), ``model.json`` (family ``sat``), ``tran
 training speakers' transforms), ``ali/`` and ``train_log.json`` (last). Interrupted runs resume
 after the last finished iteration, as the other GMM trainers.
 
+:func:`align_fmllr` aligns a data dir with a SAT model (Kaldi's ``align_fmllr.sh``: the SI
+model, a transform per speaker, the SAT model on the adapted features);
+:func:`asr.gmm.alignment.align_data_dir` (``asr align``) uses it for SAT model dirs.
+
 >>> from asr.gmm.train_sat import SatConfig, train_sat
 >>> summary = train_sat("data/an4/train", "data/an4/lang", "exp/an4/tri2", "exp/an4/tri3")  # doctest: +SKIP
 """
@@ -30,61 +35,48 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import json
 import os
 import shutil
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from asr.acoustic import write_model_info
-from asr.align.aligner import GMM_FILE, map_jobs, single_torch_thread, split_by_speaker
-from asr.align.io import read_alignments, write_alignments, write_failed
-from asr.data import read_kaldi_map
+from asr.acoustic_model import write_model_info
+from asr.align.aligner import AlignJobResult
+from asr.align.io import read_alignments
 from asr.errors import AsrError, EstimationError, FeatureError, TrainingError
+from asr.features.io import write_kaldi_matrix
 from asr.features.pipeline import load_features
-from asr.fileio import atomic_write, atomic_write_text, is_up_to_date
+from asr.fileio import atomic_write
 from asr.gmm.accumulate import GmmAccumulator, GmmUpdateConfig, ml_update
-from asr.gmm.acoustic import GmmAcousticModel
 from asr.gmm.diag_gmm import DiagGmmSet
 from asr.gmm.fmllr import FmllrConfig, FmllrStats, apply_fmllr, estimate_fmllr
+from asr.gmm.gmm_acoustic import GMM_FILE, GmmAcousticModel
+from asr.gmm.loop import GmmTrainer, IterationStats, LoopConfig, TrainingState
 from asr.gmm.sat import SI_GMM_FILE
-from asr.gmm.train_mono import (
-    CHECKPOINT_FILE,
-    TRAIN_LOG_FILE,
-    IterationStats,
-    _load_checkpoint,
-    _Trainer,
-)
-from asr.gmm.train_tri import (
-    INIT_DIR,
-    TriConfig,
-    _compile_graphs,
-    _load_start,
-    _save_start,
-    _worker_pool,
-    matching_alignments,
-    run_iterations,
-    start_state,
-)
-from asr.gmm.triphone_start import build_triphone_start, split_jobs, write_kaldi_matrix
+from asr.gmm.train_tri import TriConfig
+from asr.gmm.training import FromAlignmentsStrategy, TrainingRun, run_training
+from asr.gmm.triphone_start import build_triphone_start, load_start, save_start, start_state
 from asr.hmm.build_tree import TreeConfig
 from asr.hmm.transition_model import TransitionModel
-from asr.lang import read_lang
+from asr.lang import Lang, read_lang
+from asr.parallel import map_jobs, single_torch_thread, split_mapping
 
 __all__ = [
     "SI_GMM_FILE",
     "TRANS_FILE",
     "SatConfig",
     "SatSummary",
+    "SatTraining",
     "adapt_features",
+    "align_fmllr",
+    "estimate_speaker_transforms",
     "load_transforms",
     "save_transforms",
-    "speaker_transforms",
     "train_sat",
 ]
 
@@ -111,6 +103,10 @@ class SatConfig:
     @property
     def feature_mode(self) -> str:
         return SAT_FAMILY
+
+    def loop_config(self) -> LoopConfig:
+        """The training loop's options (those of the triphone options ``tri``)."""
+        return self.tri.loop_config()
 
     def to_dict(self) -> dict:
         return {
@@ -170,7 +166,7 @@ def _speaker_fmllr_job(args: tuple) -> dict[str, tuple[np.ndarray, float, float]
     return out
 
 
-def speaker_transforms(
+def estimate_speaker_transforms(
     *,
     gmm: DiagGmmSet,
     transition_model: TransitionModel,
@@ -180,20 +176,24 @@ def speaker_transforms(
     utt2spk: Mapping[str, str],
     inits: Mapping[str, np.ndarray],
     silence_phone_ids: tuple[int, ...],
-    config: SatConfig,
+    silence_weight: float = 0.0,
+    fmllr_config: FmllrConfig | None = None,
     split: list[tuple[str, ...]],
-    pool: concurrent.futures.Executor | None,
+    executor: concurrent.futures.Executor | None,
 ) -> tuple[dict[str, np.ndarray], float]:
-    """Every speaker's fMLLR transform from an alignment; returns them and the count-weighted
-    mean auxiliary gain per frame."""
+    """Every speaker's fMLLR transform from an alignment (statistics on ``si_feats``,
+    posteriors on ``cur_feats``, silence frames weighted ``silence_weight``, starting from
+    ``inits``), in jobs by ``split``; returns them and the count-weighted mean auxiliary gain
+    per frame."""
+    fmllr_config = fmllr_config or FmllrConfig()
     jobs = [
         (s, c, a, dict(utt2spk), transition_model, gmm, dict(inits), silence_phone_ids,
-         config.silence_weight, config.fmllr)
-        for s, c, a in zip(split_jobs(si_feats, split), split_jobs(cur_feats, split),
-                           split_jobs(alignments, split), strict=True)
+         silence_weight, fmllr_config)
+        for s, c, a in zip(split_mapping(si_feats, split), split_mapping(cur_feats, split),
+                           split_mapping(alignments, split), strict=True)
     ]  # fmt: skip
     transforms, gains, counts = {}, [], []
-    for part in map_jobs(_speaker_fmllr_job, jobs, pool):
+    for part in map_jobs(_speaker_fmllr_job, jobs, executor):
         for spk_id, (transform, gain, count) in part.items():
             transforms[spk_id] = transform
             gains.append(gain)
@@ -267,6 +267,133 @@ def _si_model(
 
 
 # ------------------------------------------------------------------------------ training
+class SatTraining(FromAlignmentsStrategy):
+    """The SAT strategy: SI features of ``ALI_DIR``'s pipeline, a first fMLLR per speaker,
+    the triphone start on the adapted features, fMLLR re-estimation before the
+    ``fmllr_iters``; the SI alignment model ``gmm_si.pt`` and the transforms as outputs."""
+
+    log_format = "asr-train-sat"
+    family = SAT_FAMILY
+    summary_type = SatSummary
+
+    def __init__(self, config: SatConfig) -> None:
+        self.config = config
+        self.transforms: dict[str, np.ndarray] | None = None
+        self.gains: dict[int, float] = {}
+
+    def input_files(self, run: TrainingRun) -> list[Path]:
+        return super().input_files(run) + [run.ali_dir / GMM_FILE]
+
+    def output_files(self, run: TrainingRun) -> list[Path]:
+        return super().output_files(run) + [run.out_dir / SI_GMM_FILE]
+
+    def load_inputs(self, run: TrainingRun) -> Lang:
+        try:
+            lang = read_lang(run.lang_dir)
+            self.old = GmmAcousticModel.load(run.ali_dir)
+            self.old.hmm.check_phones(lang.phones, what=f"{run.lang_dir}")
+            self.old_alignments = read_alignments(run.ali_dir / "ali")
+            self.si = load_features(run.data_dir, self.old.feature_pipeline, model_dir=run.ali_dir)
+        except FeatureError as err:
+            raise TrainingError(f"cannot load features: {err}") from None
+        except AsrError as err:
+            raise TrainingError(f"cannot read the inputs: {err}") from None
+        self.feats = self.si
+        return lang
+
+    def _transforms(self, *, gmm, transition_model, cur_feats, alignments, inits):
+        return estimate_speaker_transforms(
+            gmm=gmm, transition_model=transition_model, si_feats=self.si, cur_feats=cur_feats,
+            alignments=alignments, utt2spk=self.run.utt2spk, inits=inits,
+            silence_phone_ids=tuple(self.run.lang.silence_phone_ids),
+            silence_weight=self.config.silence_weight, fmllr_config=self.config.fmllr,
+            split=self.run.split, executor=self.executor,
+        )  # fmt: skip
+
+    def prepare(self, run: TrainingRun, executor: concurrent.futures.Executor | None):
+        self.run, self.executor = run, executor
+        tri = self.config.tri
+        start = (
+            load_start(run.init_dir, self.config.to_dict(), with_lda=False)
+            if run.checkpoint.is_file()
+            else None
+        )
+        if start is None:
+            run.checkpoint.unlink(missing_ok=True)
+            shutil.rmtree(run.init_dir, ignore_errors=True)
+            self.transforms, self.gains[0] = self._transforms(
+                gmm=self.old.gmm, transition_model=self.old.hmm.transition_model,
+                cur_feats=self.si, alignments=self.old_alignments, inits={},
+            )  # fmt: skip
+            run.init_dir.mkdir(parents=True, exist_ok=True)
+            save_transforms(run.init_dir / "trans_0.npz", self.transforms)
+            start, self.feats = build_triphone_start(
+                feature_mode="deltas",  # the features are used as given
+                tree_config=TreeConfig(
+                    num_leaves=tri.num_leaves, thresh=tri.tree_thresh,
+                    cluster_thresh=tri.cluster_thresh,
+                ),
+                lda_dim=tri.lda_dim, lang=run.lang, lang_dir=run.lang_dir,
+                old_model=self.old.hmm, old_alignments=self.old_alignments,
+                feats=adapt_features(self.si, self.transforms, run.utt2spk), split=run.split,
+                pool=executor,
+            )  # fmt: skip
+            save_start(run.init_dir, start, self.config.to_dict())
+        self.start = start
+        return start.model
+
+    def _restore_transforms(self, before_iter: int, trainer: GmmTrainer) -> None:
+        self.transforms = _latest_transforms(self.run.init_dir, before_iter)
+        trainer.feats = adapt_features(self.si, self.transforms, self.run.utt2spk)
+
+    def initial_state(self, trainer: GmmTrainer) -> TrainingState:
+        if self.transforms is None:  # a kept start without a checkpointed state
+            self._restore_transforms(1, trainer)
+        return start_state(self.start)
+
+    def resume(self, state: TrainingState, trainer: GmmTrainer) -> None:
+        self._restore_transforms(state.next_iter, trainer)
+
+    def before_iteration(self, state: TrainingState, trainer: GmmTrainer) -> None:
+        x = state.next_iter
+        if x in self.config.fmllr_iters:
+            tm = trainer.model_with(state.log_probs).transition_model
+            self.transforms, self.gains[x] = self._transforms(
+                gmm=state.gmm, transition_model=tm, cur_feats=trainer.feats,
+                alignments=state.alignments, inits=self.transforms,
+            )  # fmt: skip
+            save_transforms(self.run.init_dir / f"trans_{x}.npz", self.transforms)
+            trainer.feats = adapt_features(self.si, self.transforms, self.run.utt2spk)
+
+    def write_outputs(self, run, trainer, state, final_model, alignments) -> None:
+        si_gmm = _si_model(
+            state.gmm, final_model.transition_model, self.si, trainer.feats, alignments
+        )
+        old = self.old
+        if old.transform is not None:
+            write_kaldi_matrix(run.out_dir / old.feature_pipeline.transform, old.transform)
+        si_gmm.save(run.out_dir / SI_GMM_FILE)
+        old.feature_pipeline.save(run.out_dir)
+        save_transforms(run.out_dir / TRANS_FILE, self.transforms)
+        write_model_info(
+            run.out_dir, family=SAT_FAMILY, silence_phone_ids=list(run.lang.silence_phone_ids)
+        )
+        save_transforms(run.out_dir / "ali" / TRANS_FILE, self.transforms)  # as Kaldi
+
+    def summary(self, state: TrainingState, **common: Any) -> SatSummary:
+        return SatSummary(
+            feature_dim=state.gmm.dim,
+            num_speakers=len(self.transforms),
+            fmllr_gain_per_frame=self.gains,
+            **common,
+        )
+
+    @staticmethod
+    def summary_fields_from_log(values: dict) -> dict:
+        gains = {int(k): float(v) for k, v in values["fmllr_gain_per_frame"].items()}
+        return {**values, "fmllr_gain_per_frame": gains}
+
+
 def train_sat(
     data_dir: str | os.PathLike,
     lang_dir: str | os.PathLike,
@@ -280,155 +407,38 @@ def train_sat(
     force: bool = False,
 ) -> SatSummary:
     """Train a SAT model from ``ali_dir``'s model and alignment (see the module docstring)."""
-    config = config or SatConfig()
-    start_time = time.perf_counter()
-    data_dir, lang_dir = Path(data_dir), Path(lang_dir)
-    ali_dir, out_dir = Path(ali_dir), Path(out_dir)
-    inputs = [data_dir / n for n in ("feats.scp", "cmvn.scp", "text", "utt2spk")]
-    inputs += [lang_dir / n for n in ("L.fst", "phones.txt", "words.txt", "topo")]
-    inputs += [ali_dir / "ali" / "ali.scp", ali_dir / "hmm.json", ali_dir / GMM_FILE]
-    log_path = out_dir / TRAIN_LOG_FILE
-    if not force and is_up_to_date([log_path, out_dir / GMM_FILE, out_dir / SI_GMM_FILE], inputs):
-        done = _read_summary(log_path)
-        if done is not None and done[0] == config.to_dict():
-            return done[1]
-    for path in (data_dir / "feats.scp", data_dir / "text", ali_dir / "ali" / "ali.scp"):
-        if not path.is_file():
-            raise TrainingError(f"{path}: not found")
-    try:
-        lang = read_lang(lang_dir)
-        old = GmmAcousticModel.load(ali_dir)
-        old.hmm.check_phones(lang.phones, what=f"{lang_dir}")
-        old_alignments = read_alignments(ali_dir / "ali")
-        si = load_features(data_dir, old.feature_pipeline, model_dir=ali_dir)
-    except FeatureError as err:
-        raise TrainingError(f"cannot load features: {err}") from None
-    except AsrError as err:
-        raise TrainingError(f"cannot read the inputs: {err}") from None
-    texts = read_kaldi_map(data_dir / "text")
-    utt2spk = read_kaldi_map(data_dir / "utt2spk") if (data_dir / "utt2spk").is_file() else {}
-    utt_ids = sorted(texts)
-    old_alignments = matching_alignments(old_alignments, si, texts, ali_dir / "ali")
-    split = split_by_speaker(utt_ids, utt2spk, num_jobs)
-    checkpoint, init_dir = out_dir / CHECKPOINT_FILE, out_dir / INIT_DIR
-    silence = tuple(lang.silence_phone_ids)
-    own_pool = executor is None and num_jobs > 1 and len(split) > 1
-    pool = _worker_pool(len(split)) if own_pool else executor
-    fmllr_args = {"si_feats": si, "utt2spk": utt2spk, "silence_phone_ids": silence,
-                  "config": config, "split": split, "pool": pool}  # fmt: skip
-    gains: dict[int, float] = {}
-    try:
-        start = _load_start(init_dir, config) if checkpoint.is_file() else None
-        state = None
-        if start is None:
-            checkpoint.unlink(missing_ok=True)
-            shutil.rmtree(init_dir, ignore_errors=True)
-            transforms, gains[0] = speaker_transforms(
-                gmm=old.gmm, transition_model=old.hmm.transition_model, cur_feats=si,
-                alignments=old_alignments, inits={}, **fmllr_args,
-            )  # fmt: skip
-            init_dir.mkdir(parents=True, exist_ok=True)
-            save_transforms(init_dir / "trans_0.npz", transforms)
-            start, feats = build_triphone_start(
-                feature_mode="deltas",  # the features are used as given
-                tree_config=TreeConfig(
-                    num_leaves=config.tri.num_leaves,
-                    thresh=config.tri.tree_thresh,
-                    cluster_thresh=config.tri.cluster_thresh,
-                ),
-                lda_dim=config.tri.lda_dim, lang=lang, lang_dir=lang_dir,
-                old_model=old.hmm, old_alignments=old_alignments,
-                feats=adapt_features(si, transforms, utt2spk), split=split, pool=pool,
-            )  # fmt: skip
-            _save_start(init_dir, start, config)
-        else:
-            state = _load_checkpoint(checkpoint, config)
-            transforms = _latest_transforms(init_dir, state.next_iter if state else 1)
-            feats = adapt_features(si, transforms, utt2spk)
-        model = start.model
-        graphs, compile_failed = _compile_graphs(lang_dir, model, texts, len(split), pool)
-        trainer = _Trainer(
-            config=config.tri.mono_config(), model=model, lang=lang, feats=feats, graphs=graphs,
-            split=split, executor=pool,
-        )  # fmt: skip
-        resumed_from = state.next_iter if state is not None else None
-        state = state or start_state(start)
+    return run_training(
+        SatTraining(config or SatConfig()), data_dir, lang_dir, out_dir, ali_dir=ali_dir,
+        num_jobs=num_jobs, executor=executor, progress=progress, force=force,
+    )  # fmt: skip
 
-        def before_iteration(x: int) -> None:
-            nonlocal transforms, gains
-            if x in config.fmllr_iters:
-                tm = trainer.model_with(state.log_probs).transition_model
-                transforms, gains[x] = speaker_transforms(
-                    gmm=state.gmm, transition_model=tm, cur_feats=trainer.feats,
-                    alignments=state.alignments, inits=transforms, **fmllr_args,
-                )  # fmt: skip
-                save_transforms(init_dir / f"trans_{x}.npz", transforms)
-                trainer.feats = adapt_features(si, transforms, utt2spk)
 
-        run_iterations(
-            trainer, state, config, num_iters=config.tri.num_iters, checkpoint=checkpoint,
-            before_iteration=before_iteration, progress=progress,
-        )  # fmt: skip
-        final_model = trainer.model_with(state.log_probs)
-        alignments, failed = trainer.final_alignment(state.gmm, final_model.transition_model)
-    finally:
-        if own_pool and pool is not None:
-            pool.shutdown()
-    si_gmm = _si_model(state.gmm, final_model.transition_model, si, trainer.feats, alignments)
-    failed = {**compile_failed, **failed}
-    if old.transform is not None:
-        write_kaldi_matrix(out_dir / old.feature_pipeline.transform, old.transform)
-    final_model.save(out_dir)
-    state.gmm.save(out_dir / GMM_FILE)
-    si_gmm.save(out_dir / SI_GMM_FILE)
-    old.feature_pipeline.save(out_dir)
+# ------------------------------------------------------------------------------ alignment
+def align_fmllr(
+    align: Callable[[DiagGmmSet, Mapping[str, np.ndarray]], list[AlignJobResult]],
+    *,
+    model_dir: Path,
+    gmm: DiagGmmSet,
+    transition_model: TransitionModel,
+    feats: Mapping[str, np.ndarray],
+    utt2spk: Mapping[str, str],
+    silence_phone_ids: tuple[int, ...],
+    split: list[tuple[str, ...]],
+    executor: concurrent.futures.Executor | None,
+    out_dir: Path,
+) -> list[AlignJobResult]:
+    """Align with a SAT model dir (Kaldi's ``align_fmllr.sh``): ``align(gmm, feats)`` (jobs
+    by ``split``) with its SI model ``gmm_si.pt``, every speaker's fMLLR transform from that
+    alignment (default fMLLR options, silence weighted 0), then with the SAT ``gmm`` on the
+    adapted features; the transforms go to ``out_dir/trans.npz``. Returns the last jobs'
+    results."""
+    results = align(DiagGmmSet.load(model_dir / SI_GMM_FILE), feats)
+    first = {u: a for r in results for u, a in r.alignments.items()}
+    transforms, _ = estimate_speaker_transforms(
+        gmm=gmm, transition_model=transition_model, si_feats=feats, cur_feats=feats,
+        alignments=first, utt2spk=utt2spk, inits={}, silence_phone_ids=silence_phone_ids,
+        split=split, executor=executor,
+    )  # fmt: skip
+    results = align(gmm, adapt_features(feats, transforms, utt2spk))
     save_transforms(out_dir / TRANS_FILE, transforms)
-    write_model_info(out_dir, family=SAT_FAMILY, silence_phone_ids=list(silence))
-    write_alignments(alignments, out_dir / "ali")
-    write_failed(failed, out_dir / "ali")
-    save_transforms(out_dir / "ali" / TRANS_FILE, transforms)  # with the alignment, as Kaldi
-    summary = SatSummary(
-        out_dir=str(out_dir),
-        feature_dim=state.gmm.dim,
-        num_pdfs=state.gmm.num_pdfs,
-        num_gauss=state.gmm.num_gauss,
-        num_speakers=len(transforms),
-        fmllr_gain_per_frame=gains,
-        iterations=tuple(IterationStats(**entry) for entry in state.log),
-        num_aligned=len(alignments),
-        num_failed=len(failed),
-        seconds=time.perf_counter() - start_time,
-        resumed_from=resumed_from,
-    )
-    log = {
-        "format": "asr-train-sat",
-        "family": SAT_FAMILY,
-        "config": config.to_dict(),
-        "data_dir": str(data_dir),
-        "lang_dir": str(lang_dir),
-        "ali_dir": str(ali_dir),
-        "num_jobs": num_jobs,
-        **{k: v for k, v in dataclasses.asdict(summary).items() if k != "iterations"},
-        "iterations": state.log,
-        "failed": failed,
-    }
-    atomic_write_text(log_path, json.dumps(log, indent=2) + "\n")
-    checkpoint.unlink(missing_ok=True)
-    shutil.rmtree(init_dir, ignore_errors=True)
-    return summary
-
-
-def _read_summary(path: Path) -> tuple[dict, SatSummary] | None:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-        fields = {f.name for f in dataclasses.fields(SatSummary)} - {"iterations"}
-        values = {k: obj[k] for k in fields}
-        values["fmllr_gain_per_frame"] = {
-            int(k): float(v) for k, v in values["fmllr_gain_per_frame"].items()
-        }
-        summary = SatSummary(
-            **values, iterations=tuple(IterationStats(**e) for e in obj["iterations"])
-        )
-        return obj["config"], summary
-    except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError):
-        return None
+    return results

@@ -6,7 +6,10 @@ optionally an LDA from the alignment's pdf labels (silence weighted 0), tree sta
 (context 3, central 1, silence context-independent) on the new features, automatic phone
 questions, the tree, one Gaussian per pdf, transition probabilities from the topology, and the
 alignment converted to the new model (:func:`convert_alignments`). Statistics are accumulated
-in jobs (utterances split by speaker) on any executor. Used by :mod:`asr.gmm.train_tri`.
+in jobs (utterances split by speaker) on any executor. :func:`save_start` / :func:`load_start`
+keep the starting point in ``OUT_DIR/init/`` while training runs (for resuming), and
+:func:`start_state` is the training loop's state before iteration 1. Used by
+:mod:`asr.gmm.train_tri` and :mod:`asr.gmm.train_sat`.
 
 >>> from asr.gmm.triphone_start import convert_alignments  # doctest: +SKIP
 >>> new_ali = convert_alignments(old_ali, old_transition_model=mono.transition_model,
@@ -16,6 +19,7 @@ in jobs (utterances split by speaker) on any executor. Used by :mod:`asr.gmm.tra
 from __future__ import annotations
 
 import concurrent.futures
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +27,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.align.aligner import map_jobs
-from asr.errors import EstimationError, TrainingError
-from asr.fileio import atomic_write
+from asr.align.io import read_alignments, write_alignments
+from asr.errors import AsrError, EstimationError, TrainingError
+from asr.features.io import read_matrix, write_kaldi_matrix
+from asr.features.transforms import apply_transform
+from asr.fileio import atomic_write_text
 from asr.gmm.diag_gmm import DiagGmmSet
+from asr.gmm.gmm_acoustic import GMM_FILE
 from asr.gmm.lda_mllt import LdaConfig, LdaStats, MlltAccumulator, estimate_lda
+from asr.gmm.loop import TrainingState
 from asr.hmm.build_tree import TreeConfig, build_tree, init_gmm_from_tree_stats
 from asr.hmm.model import HmmModel
 from asr.hmm.questions import lang_questions
@@ -40,15 +48,17 @@ from asr.hmm.tree_stats import (
     tree_stats_from_alignments,
 )
 from asr.lang import Lang
+from asr.parallel import map_jobs, split_mapping
 
 __all__ = [
     "TriphoneStart",
     "build_triphone_start",
     "convert_alignments",
+    "load_start",
     "mllt_stats_job",
     "project_features",
-    "split_jobs",
-    "write_kaldi_matrix",
+    "save_start",
+    "start_state",
 ]
 
 
@@ -173,20 +183,9 @@ def mllt_stats_job(args: tuple) -> MlltAccumulator:
 def project_features(
     spliced: Mapping[str, np.ndarray], matrix: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """``x @ M^T`` per utterance in float64, stored float32 (as the feature pipeline does)."""
-    return {
-        u: np.ascontiguousarray(f.astype(np.float64) @ matrix.T, dtype=np.float32)
-        for u, f in spliced.items()
-    }
-
-
-def write_kaldi_matrix(path: Path, matrix: np.ndarray) -> None:
-    """A Kaldi binary double matrix (``DM``), as ``est-lda``/``compose-transforms`` write."""
-    matrix = np.ascontiguousarray(matrix, dtype="<f8")
-    rows, cols = matrix.shape
-    header = b"\0BDM " + b"\4" + np.int32(rows).tobytes() + b"\4" + np.int32(cols).tobytes()
-    with atomic_write(path, "wb") as handle:
-        handle.write(header + matrix.tobytes())
+    """Each utterance's features mapped by ``matrix`` (float32, as the feature pipeline
+    stores them; :func:`asr.features.transforms.apply_transform`)."""
+    return {u: apply_transform(f, matrix) for u, f in spliced.items()}
 
 
 # ------------------------------------------------------------------------------ set-up
@@ -199,10 +198,6 @@ class TriphoneStart:
     alignments: dict[str, np.ndarray]
     lda: np.ndarray | None
     tree_objf_gain_per_frame: float
-
-
-def split_jobs(mapping: Mapping, split: Sequence[Sequence[str]]) -> list[dict]:
-    return [{u: mapping[u] for u in ids if u in mapping} for ids in split]
 
 
 def build_triphone_start(
@@ -224,8 +219,8 @@ def build_triphone_start(
     the new model's training features."""
     old_tm = old_model.transition_model
     silence = tuple(lang.silence_phone_ids)
-    ali_jobs = split_jobs(old_alignments, split)
-    feat_jobs = split_jobs(feats, split)
+    ali_jobs = split_mapping(old_alignments, split)
+    feat_jobs = split_mapping(feats, split)
     lda = None
     if feature_mode == "lda_mllt":
         dim = next(iter(feats.values())).shape[1]
@@ -242,7 +237,7 @@ def build_triphone_start(
         except EstimationError as err:
             raise TrainingError(f"LDA estimation failed: {err}") from None
         feats = project_features(feats, lda)
-        feat_jobs = split_jobs(feats, split)
+        feat_jobs = split_mapping(feats, split)
     parts = map_jobs(
         _tree_stats_job,
         [(f, a, old_tm, lang.context_indep_ids) for f, a in zip(feat_jobs, ali_jobs, strict=True)],
@@ -265,7 +260,8 @@ def build_triphone_start(
     ctx_dep = built.ctx_dep
     tm = TransitionModel.build(topology=topo, ctx_dep=ctx_dep)
     model = HmmModel(topology=topo, ctx_dep=ctx_dep, transition_model=tm, phones=lang.phones)
-    gmm = init_gmm_from_tree_stats(tree_stats, ctx_dep).to_diag_gmm_set()
+    leaves = init_gmm_from_tree_stats(tree_stats, ctx_dep)
+    gmm = DiagGmmSet.from_gaussians(leaves.means, leaves.variances)
     converted = convert_alignments(
         old_alignments, old_transition_model=old_tm, ctx_dep=ctx_dep, transition_model=tm
     )
@@ -277,3 +273,46 @@ def build_triphone_start(
         tree_objf_gain_per_frame=(built.objf_final - built.objf_initial) / tree_stats.total_count,
     )
     return start, feats
+
+
+def save_start(init_dir: Path, start: TriphoneStart, config: Mapping) -> None:
+    """Keep ``start`` in ``init_dir`` (with the trainer's ``config``, its ``to_dict()``)."""
+    init_dir.mkdir(parents=True, exist_ok=True)
+    start.gmm.save(init_dir / GMM_FILE)
+    write_alignments(start.alignments, init_dir / "ali")
+    if start.lda is not None:
+        write_kaldi_matrix(init_dir / "lda.mat", start.lda)
+    meta = {"config": dict(config), "tree_objf_gain_per_frame": start.tree_objf_gain_per_frame}
+    atomic_write_text(init_dir / "start.json", json.dumps(meta) + "\n")
+    start.model.save(init_dir)  # hmm.json last: a complete start
+
+
+def load_start(init_dir: Path, config: Mapping, *, with_lda: bool) -> TriphoneStart | None:
+    """The start kept in ``init_dir`` for the same ``config`` (None when there is none)."""
+    try:
+        meta = json.loads((init_dir / "start.json").read_text(encoding="utf-8"))
+        if meta["config"] != dict(config) or not (init_dir / "hmm.json").is_file():
+            return None
+        lda = read_matrix(init_dir / "lda.mat") if with_lda else None
+        return TriphoneStart(
+            model=HmmModel.load(init_dir),
+            gmm=DiagGmmSet.load(init_dir / GMM_FILE),
+            alignments=read_alignments(init_dir / "ali"),
+            lda=None if lda is None else np.asarray(lda, dtype=np.float64),
+            tree_objf_gain_per_frame=float(meta["tree_objf_gain_per_frame"]),
+        )
+    except (OSError, KeyError, ValueError, AsrError):
+        return None
+
+
+def start_state(start: TriphoneStart) -> TrainingState:
+    """The training state before iteration 1: the start's GMMs, transitions and alignment."""
+    return TrainingState(
+        next_iter=1,
+        gmm=start.gmm,
+        log_probs=start.model.transition_model.log_probs.copy(),
+        num_gauss=start.gmm.num_gauss,
+        alignments=dict(start.alignments),
+        failed={},
+        log=[],
+    )

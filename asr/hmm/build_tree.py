@@ -482,19 +482,6 @@ class LeafGaussians:
     def num_pdfs(self) -> int:
         return len(self.counts)
 
-    def to_diag_gmm_set(self):
-        """The single-Gaussian :class:`asr.gmm.DiagGmmSet` of these pdfs."""
-        import torch
-
-        from asr.gmm import DiagGmmSet
-
-        return DiagGmmSet(
-            means=torch.as_tensor(self.means),
-            inv_vars=torch.as_tensor(1.0 / self.variances),
-            log_weights=torch.zeros(self.num_pdfs, dtype=torch.float64),
-            pdf_offsets=torch.arange(self.num_pdfs + 1),
-        )
-
 
 def init_gmm_from_tree_stats(
     stats: TreeStats, ctx_dep: ContextDependency, *, var_floor: float = 0.01

@@ -33,6 +33,7 @@
 #  19 recipes/an4/RESULTS.md from exp/an4/*/decode_*/wer (asr results)
 #  20 model bundles exp/an4/<model>/bundle (asr export), alignment plot, results chart
 # Outputs: data/an4/{train,dev,test,lang}, exp/an4/... (relative to the repository root).
+# Hyperparameters: recipes/an4/conf/*.conf (the stage numbers are every recipe's: recipes/common.sh).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 
@@ -49,6 +50,7 @@ cd "$root"
 
 data=data/an4$(feat_suffix)
 exp=exp/an4$(feat_suffix)
+conf=recipes/an4/conf
 sets="train dev"
 gmm_scales=0.033,0.04,0.05,0.067,0.083,0.1,0.125  # acoustic scales tried on dev
 [ -f "$corpus_dir/etc/an4_test.fileids" ] && sets="$sets test"
@@ -86,7 +88,7 @@ fi
 
 if stage_ok 5; then
   log "stage 5: monophone GMM-HMM training"
-  asr train mono "$data/train" "$data/lang" "$exp/mono" --nj "$nj"
+  asr train mono "$data/train" "$data/lang" "$exp/mono" @"$conf/mono.conf" --nj "$nj"
 fi
 
 if stage_ok 6; then
@@ -98,7 +100,7 @@ fi
 if stage_ok 7; then
   log "stage 7: tri1 (triphones on MFCC + deltas) from the monophone alignments"
   asr train tri "$data/train" "$data/lang" "$exp/mono" "$exp/tri1" --mode deltas \
-    --num-leaves 2000 --totgauss 11000 --nj "$nj"
+    @"$conf/tri1.conf" --nj "$nj"
 fi
 
 if stage_ok 8; then
@@ -110,7 +112,7 @@ fi
 if stage_ok 9; then
   log "stage 9: tri2 (LDA+MLLT) from the tri1 alignments"
   asr train tri "$data/train" "$data/lang" "$exp/tri1" "$exp/tri2" --mode lda-mllt \
-    --num-leaves 2500 --totgauss 15000 --nj "$nj"
+    @"$conf/tri2.conf" --nj "$nj"
 fi
 
 if stage_ok 10; then
@@ -121,8 +123,8 @@ fi
 
 if stage_ok 11; then
   log "stage 11: tri3 (SAT: fMLLR per speaker) from the tri2 alignments"
-  asr train sat "$data/train" "$data/lang" "$exp/tri2" "$exp/tri3" \
-    --num-leaves 2500 --totgauss 15000 --nj "$nj"
+  asr train sat "$data/train" "$data/lang" "$exp/tri2" "$exp/tri3" @"$conf/tri3.conf" \
+    --nj "$nj"
 fi
 
 if stage_ok 12; then
@@ -133,11 +135,8 @@ fi
 
 if stage_ok 13; then
   log "stage 13: DNN-HMM (TDNN, cross-entropy) on tri3's alignments and fMLLR features"
-  # on tri3's speaker-adapted features (tri3 dev 6.26 %): 8 epochs of a 384x5 TDNN on them gave
-  # dev 7.65 %, this smaller 256x4 one with more epochs 6.54 % (14 epochs; the dev loss was
-  # still falling), on MFCC + CMVN with tri2's alignments 12.66 %
   asr train dnn "$data/train" "$data/dev" "$data/lang" "$exp/tri3/ali" "$exp/dnn" --fmllr \
-    --epochs 20 --hidden-dim 256 --num-layers 4 --context 6,6 --lr 1.5e-3
+    @"$conf/dnn.conf"
 fi
 
 if stage_ok 14; then
@@ -148,14 +147,7 @@ fi
 
 if stage_ok 15; then
   log "stage 15: phone CTC (conv + BiLSTM)"
-  # 4x subsampling (conv strides 2,2; the BiLSTM runs at 25 frames/s, ~2x faster), small batches
-  # (~75 updates an epoch) at a high rate and no SpecAugment (on 0.7 h it kept the model on the
-  # all-blank plateau for 6 epochs): dev loss leaves the plateau in epoch 3. Speed perturbation
-  # and dropout 0.2 against overfitting (dev loss 0.430 vs 0.489 without). One torch thread: on
-  # this shared 2-core machine two threads ran 7x slower per process (spinning OpenMP threads).
-  asr train ctc "$data/train" "$data/dev" "$data/lang" "$exp/ctc" \
-    --conv-strides 2,2 --epochs 22 --batch-frames 3000 --lr 2e-3 --lr-schedule cosine \
-    --patience 0 --dropout 0.2 --speed-factors 0.9,1.0,1.1 --threads 1
+  asr train ctc "$data/train" "$data/dev" "$data/lang" "$exp/ctc" @"$conf/ctc.conf"
 fi
 
 if stage_ok 16; then
@@ -166,9 +158,8 @@ fi
 
 if stage_ok 17; then
   log "stage 17: streaming phone CTC (conv + unidirectional LSTM)"
-  asr train ctc "$data/train" "$data/dev" "$data/lang" "$exp/ctc_stream" --unidirectional \
-    --conv-strides 2,2 --epochs 22 --batch-frames 3000 --lr 2e-3 --lr-schedule cosine \
-    --patience 0 --dropout 0.2 --speed-factors 0.9,1.0,1.1 --threads 1
+  asr train ctc "$data/train" "$data/dev" "$data/lang" "$exp/ctc_stream" @"$conf/ctc.conf" \
+    --unidirectional
 fi
 
 if stage_ok 18; then

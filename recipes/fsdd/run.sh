@@ -20,12 +20,14 @@
 #   8 its HCLG and decoding of the test set
 #   9 tri2: LDA+MLLT triphone GMM-HMM from the tri1 alignments (exp/fsdd/tri2)
 #  10 its HCLG and decoding of the test set
-#  11 hybrid DNN-HMM (TDNN) on the best GMM alignments (tri2 > tri1 > mono): exp/fsdd/dnn
-#  12 its HCLG (same tree as the GMM) and decoding
-#  13 phone CTC (conv + BiLSTM) from the lexicon: exp/fsdd/ctc
-#  14 its TLG (asr graph mktlg) and decoding
-#  15 recipes/fsdd/RESULTS.md from exp/fsdd/*/decode_*/wer (asr results)
+#  13 hybrid DNN-HMM (TDNN) on the best GMM alignments (tri2 > tri1 > mono): exp/fsdd/dnn
+#  14 its HCLG (same tree as the GMM) and decoding
+#  15 phone CTC (conv + BiLSTM) from the lexicon: exp/fsdd/ctc
+#  16 its TLG (asr graph mktlg) and decoding
+#  19 recipes/fsdd/RESULTS.md from exp/fsdd/*/decode_*/wer (asr results)
 #  20 model bundles exp/fsdd/<model>/bundle (asr export), alignment plot, results chart
+# Stage numbers are AN4's (recipes/common.sh); FSDD has no tri3 (11-12) or streaming CTC
+# (17-18). Hyperparameters: recipes/fsdd/conf/*.conf.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 
@@ -43,6 +45,7 @@ cd "$root"
 
 data=data/fsdd$(feat_suffix)
 exp=exp/fsdd$(feat_suffix)
+conf=recipes/fsdd/conf
 
 if stage_ok 0; then
   log "stage 0: data directories from $corpus_dir"
@@ -75,7 +78,7 @@ fi
 
 if stage_ok 5; then
   log "stage 5: monophone GMM-HMM training"
-  asr train mono "$data/train" "$data/lang" "$exp/mono" --nj "$nj"
+  asr train mono "$data/train" "$data/lang" "$exp/mono" @"$conf/mono.conf" --nj "$nj"
 fi
 
 if stage_ok 6; then
@@ -87,7 +90,7 @@ fi
 if stage_ok 7; then
   log "stage 7: tri1 (triphones on MFCC + deltas) from the monophone alignments"
   asr train tri "$data/train" "$data/lang" "$exp/mono" "$exp/tri1" --mode deltas \
-    --num-leaves 300 --totgauss 2000 --nj "$nj"
+    @"$conf/tri1.conf" --nj "$nj"
 fi
 
 if stage_ok 8; then
@@ -99,7 +102,7 @@ fi
 if stage_ok 9; then
   log "stage 9: tri2 (LDA+MLLT) from the tri1 alignments"
   asr train tri "$data/train" "$data/lang" "$exp/tri1" "$exp/tri2" --mode lda-mllt \
-    --num-leaves 300 --totgauss 2000 --nj "$nj"
+    @"$conf/tri2.conf" --nj "$nj"
 fi
 
 if stage_ok 10; then
@@ -108,32 +111,31 @@ if stage_ok 10; then
   decode_model tri2 test 0.1
 fi
 
-if stage_ok 11; then
-  log "stage 11: DNN-HMM (TDNN, cross-entropy) on $(best_gmm_ali)"
+if stage_ok 13; then
+  log "stage 13: DNN-HMM (TDNN, cross-entropy) on $(best_gmm_ali)"
   asr train dnn "$data/train" "$data/train" "$data/lang" "$(best_gmm_ali)" "$exp/dnn" \
-    --epochs 6 --hidden-dim 256 --num-layers 4 --context 6,6
+    @"$conf/dnn.conf"
 fi
 
-if stage_ok 12; then
-  log "stage 12: DNN HCLG (the GMM's tree) and decoding"
+if stage_ok 14; then
+  log "stage 14: DNN HCLG (the GMM's tree) and decoding"
   asr graph mkgraph "$data/lang" "$exp/dnn" "$exp/dnn/graph" --skip-if-up-to-date
   decode_model dnn test 0.083
 fi
 
-if stage_ok 13; then
-  log "stage 13: phone CTC (conv + BiLSTM)"
-  asr train ctc "$data/train" "$data/train" "$data/lang" "$exp/ctc" \
-    --epochs 20 --hidden 128 --num-layers 2 --conv-channels 128
+if stage_ok 15; then
+  log "stage 15: phone CTC (conv + BiLSTM)"
+  asr train ctc "$data/train" "$data/train" "$data/lang" "$exp/ctc" @"$conf/ctc.conf"
 fi
 
-if stage_ok 14; then
-  log "stage 14: CTC TLG and decoding"
+if stage_ok 16; then
+  log "stage 16: CTC TLG and decoding"
   asr graph mktlg "$data/lang" "$exp/ctc/graph" --tokens "$exp/ctc/tokens.txt"
   decode_model ctc test 1.0
 fi
 
-if stage_ok 15; then
-  log "stage 15: recipes/fsdd/RESULTS.md"
+if stage_ok 19; then
+  log "stage 19: recipes/fsdd/RESULTS.md"
   asr results $(results_dirs fsdd) --out recipes/fsdd/RESULTS.md --title "fsdd results"
 fi
 

@@ -15,12 +15,14 @@
 #   4 monophone HMM topology/transition model and its HCLG graph
 #   5 monophone GMM-HMM training from a flat start (exp/yesno/mono)
 #   6 its HCLG, decoding of the test set (exp/yesno/mono/decode_test/wer)
-#  11 hybrid DNN-HMM (TDNN) on the best GMM alignments (tri2 > tri1 > mono): exp/yesno/dnn
-#  12 its HCLG (same tree as the GMM) and decoding
-#  13 phone CTC (conv + BiLSTM) from the lexicon: exp/yesno/ctc
-#  14 its TLG (asr graph mktlg) and decoding
-#  15 recipes/yesno/RESULTS.md from exp/yesno/*/decode_*/wer (asr results)
+#  13 hybrid DNN-HMM (TDNN) on the best GMM alignments (tri2 > tri1 > mono): exp/yesno/dnn
+#  14 its HCLG (same tree as the GMM) and decoding
+#  15 phone CTC (conv + BiLSTM) from the lexicon: exp/yesno/ctc
+#  16 its TLG (asr graph mktlg) and decoding
+#  19 recipes/yesno/RESULTS.md from exp/yesno/*/decode_*/wer (asr results)
 #  20 model bundles exp/yesno/<model>/bundle (asr export), alignment plot, results chart
+# Stage numbers are AN4's (recipes/common.sh); yesno has no tri1-tri3 (7-12) or streaming CTC
+# (17-18). Hyperparameters: recipes/yesno/conf/*.conf.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 
@@ -36,6 +38,7 @@ cd "$root"
 
 data=data/yesno$(feat_suffix)
 exp=exp/yesno$(feat_suffix)
+conf=recipes/yesno/conf
 
 if stage_ok 0; then
   log "stage 0: data directories from $corpus_dir"
@@ -68,7 +71,7 @@ fi
 
 if stage_ok 5; then
   log "stage 5: monophone GMM-HMM training"
-  asr train mono "$data/train" "$data/lang" "$exp/mono" --totgauss 400 --nj "$nj"
+  asr train mono "$data/train" "$data/lang" "$exp/mono" @"$conf/mono.conf" --nj "$nj"
 fi
 
 if stage_ok 6; then
@@ -77,35 +80,31 @@ if stage_ok 6; then
   decode_model mono test 0.1
 fi
 
-if stage_ok 11; then
-  log "stage 11: DNN-HMM (TDNN, cross-entropy) on $(best_gmm_ali)"
+if stage_ok 13; then
+  log "stage 13: DNN-HMM (TDNN, cross-entropy) on $(best_gmm_ali)"
   asr train dnn "$data/train" "$data/train" "$data/lang" "$(best_gmm_ali)" "$exp/dnn" \
-    --epochs 8 --hidden-dim 256 --num-layers 4 --context 6,6
+    @"$conf/dnn.conf"
 fi
 
-if stage_ok 12; then
-  log "stage 12: DNN HCLG (the GMM's tree) and decoding"
+if stage_ok 14; then
+  log "stage 14: DNN HCLG (the GMM's tree) and decoding"
   asr graph mkgraph "$data/lang" "$exp/dnn" "$exp/dnn/graph" --skip-if-up-to-date
   decode_model dnn train 0.05,0.083,0.1,0.15 test
 fi
 
-if stage_ok 13; then
-  log "stage 13: phone CTC (conv + BiLSTM)"
-  # On 30 utterances CTC's escape from the all-blank output depends on the initial weights:
-  # with these settings seed 1 reaches 0 % on test, seed 0 never leaves the blank plateau.
-  asr train ctc "$data/train" "$data/train" "$data/lang" "$exp/ctc" \
-    --epochs 40 --hidden 64 --num-layers 2 --conv-channels 64 --lr 3e-3 \
-    --lr-schedule constant --batch-size 2 --patience 0 --dropout 0 --seed 1
+if stage_ok 15; then
+  log "stage 15: phone CTC (conv + BiLSTM)"
+  asr train ctc "$data/train" "$data/train" "$data/lang" "$exp/ctc" @"$conf/ctc.conf"
 fi
 
-if stage_ok 14; then
-  log "stage 14: CTC TLG and decoding"
+if stage_ok 16; then
+  log "stage 16: CTC TLG and decoding"
   asr graph mktlg "$data/lang" "$exp/ctc/graph" --tokens "$exp/ctc/tokens.txt"
   decode_model ctc train 0.5,1.0,1.5 test
 fi
 
-if stage_ok 15; then
-  log "stage 15: recipes/yesno/RESULTS.md"
+if stage_ok 19; then
+  log "stage 19: recipes/yesno/RESULTS.md"
   asr results $(results_dirs yesno) --out recipes/yesno/RESULTS.md --title "yesno results"
 fi
 

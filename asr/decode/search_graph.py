@@ -37,7 +37,10 @@ import numpy as np
 from asr.errors import GraphError
 from asr.graph.fst_arrays import FstArrays
 
-__all__ = ["DecodingGraph", "read_ilabel_map"]
+__all__ = ["GRAPH_FILES", "DecodingGraph", "read_ilabel_map", "resolve_graph_dir"]
+
+#: the graph file of a graph directory, in order of preference
+GRAPH_FILES = ("HCLG.fst", "TLG.fst")
 
 _FST_MAGIC = 2125659606
 _ARC_DTYPE = np.dtype([("ilabel", "<i4"), ("olabel", "<i4"), ("weight", "<f4"), ("next", "<i4")])
@@ -202,3 +205,18 @@ def read_ilabel_map(path: str | os.PathLike) -> np.ndarray:
     if not values:
         raise GraphError(f"{path}: ilabel map is empty")
     return np.asarray(values, dtype=np.int32)
+
+
+def resolve_graph_dir(graph_dir: str | os.PathLike) -> tuple[Path, Path, Path | None]:
+    """``(graph .fst, ilabel_to_pdf.int, words.txt or None)`` of a graph directory."""
+    graph_dir = Path(graph_dir)
+    if not graph_dir.is_dir():
+        raise GraphError(f"{graph_dir}: graph directory not found")
+    fst = next((graph_dir / n for n in GRAPH_FILES if (graph_dir / n).is_file()), None)
+    if fst is None:
+        raise GraphError(f"{graph_dir}: no {' or '.join(GRAPH_FILES)} in the graph directory")
+    ilabel_map = graph_dir / "ilabel_to_pdf.int"
+    if not ilabel_map.is_file():
+        raise GraphError(f"{ilabel_map}: not found")
+    words = graph_dir / "words.txt"
+    return fst, ilabel_map, words if words.is_file() else None

@@ -1,4 +1,5 @@
-"""A GMM-HMM acoustic model directory as an :class:`asr.acoustic.AcousticModel`.
+"""A GMM-HMM acoustic model directory as an :class:`asr.acoustic_model.AcousticModel`
+(family ``"gmm"``; frame-independent, no subsampling).
 
 A GMM model dir holds the HMM files of :class:`asr.hmm.HmmModel` (``hmm.json``,
 ``topo``, ``tree.json``, ``transitions.npz``, ``phones.txt``), the GMMs of all
@@ -6,7 +7,7 @@ pdfs (``gmm.pt``, written by :meth:`DiagGmmSet.save`; ``gmm.npz`` is accepted
 too), the feature pipeline (``feature_pipeline.json``) and, when the pipeline
 names one, its LDA/MLLT transform.
 
->>> from asr.gmm.acoustic import GmmAcousticModel  # doctest: +SKIP
+>>> from asr.gmm.gmm_acoustic import GmmAcousticModel  # doctest: +SKIP
 >>> model = GmmAcousticModel.load("exp/yesno/mono")  # doctest: +SKIP
 >>> feats = model.features(raw_mfcc)  # CMVN + deltas: (num_frames, 39)  # doctest: +SKIP
 >>> model.log_likelihoods(feats).shape  # doctest: +SKIP
@@ -47,6 +48,10 @@ class GmmAcousticModel:
     transform: np.ndarray | None = None
     model_dir: Path | None = None
     family: ClassVar[str] = "gmm"
+    #: a frame's scores depend on that frame only (see :class:`asr.acoustic_model.AcousticModel`)
+    frame_independent: ClassVar[bool] = True
+    #: one score row per input frame
+    subsampling: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
         if self.gmm.num_pdfs != self.hmm.num_pdfs:

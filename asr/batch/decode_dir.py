@@ -1,12 +1,14 @@
 """Decode a data directory with an acoustic model and a graph, and score it (Kaldi's
 ``steps/decode.sh`` + ``local/score.sh``).
 
-:func:`decode_data_dir` loads any model dir (:func:`asr.acoustic.load_acoustic_model`),
+:func:`decode_data_dir` loads any model dir (:func:`asr.acoustic_model.load_acoustic_model`),
 checks that the graph was built for the model's pdfs, makes the model's
 features from ``DATA/feats.scp`` (:mod:`asr.features.pipeline`), scores them,
-runs the Viterbi beam search (:func:`asr.decode.decode`) on every utterance, in
-``num_jobs`` jobs split by speaker on any :class:`concurrent.futures.Executor`,
-and writes into ``out_dir`` (atomically):
+runs the Viterbi beam search (:func:`asr.decode.decode`) on every utterance (the
+utterances of a speaker together, in multiple passes, for a
+:class:`asr.acoustic_model.SpeakerAdaptive` model: :func:`asr.gmm.sat.decode_speaker`), in
+``num_jobs`` jobs split by speaker (:mod:`asr.parallel`) on any
+:class:`concurrent.futures.Executor`, and writes into ``out_dir`` (atomically):
 
 * ``hyp.txt`` — Kaldi ``text`` of the hypotheses; ``ali.txt`` — transition-ids per frame;
 * ``word_boundaries.txt`` — ``utt_id word start_frame end_frame`` per word;
@@ -23,7 +25,7 @@ are those of the scale with the fewest errors (the first on ties), named in
 ``best_wer`` (as Kaldi's ``utils/best_wer.sh`` prints it). Choose the scale on
 dev and pass it as the fixed ``config.acoustic_scale`` for test.
 
->>> from asr.decode.model_decode import decode_data_dir  # doctest: +SKIP
+>>> from asr.batch.decode_dir import decode_data_dir  # doctest: +SKIP
 >>> summary = decode_data_dir("exp/yesno/mono", "exp/yesno/mono/graph", "data/yesno/test",
 ...                           "exp/yesno/mono/decode_test")  # doctest: +SKIP
 >>> summary.summary_line  # doctest: +SKIP
@@ -35,25 +37,30 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import json
-import multiprocessing
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from asr.acoustic_model import AcousticModel, SpeakerAdaptive, load_acoustic_model
 from asr.data import read_kaldi_map
-from asr.decode.graph import DecodingGraph
+from asr.decode.search_graph import DecodingGraph, resolve_graph_dir
 from asr.decode.traceback import DecodeResult
 from asr.decode.viterbi import DecoderConfig, decode
 from asr.errors import DecodeError, GraphError
 from asr.fileio import atomic_write, atomic_write_text
+from asr.parallel import group_by_speaker, job_executor, single_torch_thread, split_by_speaker
 
-__all__ = ["DecodeSummary", "decode_data_dir", "format_scale", "resolve_graph_dir"]
-
-_GRAPH_FILES = ("HCLG.fst", "TLG.fst")
+__all__ = [
+    "ArchiveDecodeSummary",
+    "DecodeSummary",
+    "decode_data_dir",
+    "decode_log_likes_archive",
+    "format_scale",
+    "write_decode_outputs",
+]
 
 
 @dataclass(frozen=True)
@@ -99,21 +106,6 @@ def format_scale(scale: float) -> str:
     return f"{scale:g}"
 
 
-def resolve_graph_dir(graph_dir: str | os.PathLike) -> tuple[Path, Path, Path | None]:
-    """``(graph .fst, ilabel_to_pdf.int, words.txt or None)`` of a graph directory."""
-    graph_dir = Path(graph_dir)
-    if not graph_dir.is_dir():
-        raise GraphError(f"{graph_dir}: graph directory not found")
-    fst = next((graph_dir / n for n in _GRAPH_FILES if (graph_dir / n).is_file()), None)
-    if fst is None:
-        raise GraphError(f"{graph_dir}: no {' or '.join(_GRAPH_FILES)} in the graph directory")
-    ilabel_map = graph_dir / "ilabel_to_pdf.int"
-    if not ilabel_map.is_file():
-        raise GraphError(f"{ilabel_map}: not found")
-    words = graph_dir / "words.txt"
-    return fst, ilabel_map, words if words.is_file() else None
-
-
 def _load_words(path: Path | None):
     if path is None:
         return None
@@ -123,7 +115,7 @@ def _load_words(path: Path | None):
 
 
 def _decode_utterances(
-    model,
+    model: AcousticModel,
     graph: DecodingGraph,
     word_symbols,
     *,
@@ -139,11 +131,11 @@ def _decode_utterances(
     features = iter_features(
         data_dir,
         model.feature_pipeline,
-        model_dir=getattr(model, "model_dir", None),
+        model_dir=model.model_dir,
         utt_ids=utt_ids,
-        transform=getattr(model, "transform", None),
+        transform=model.transform,
     )
-    if getattr(model, "sat_model", None) is not None:  # speaker-adaptive: a speaker at a time
+    if isinstance(model, SpeakerAdaptive):  # a speaker at a time
         return _decode_speakers(
             model, graph, word_symbols, features, data_dir=data_dir, utt_ids=utt_ids,
             configs=configs, progress=progress,
@@ -167,17 +159,19 @@ def _decode_utterances(
 def _decode_speakers(
     model, graph, word_symbols, features, *, data_dir, utt_ids, configs, progress
 ) -> _JobResult:
-    """SAT models (:func:`asr.gmm.sat.decode_speaker`): the utterances of each speaker
-    (``DATA/utt2spk``) decoded together, in multiple passes."""
+    """Speaker-adaptive models (:func:`asr.gmm.sat.decode_speaker`): the utterances of each
+    speaker (``DATA/utt2spk``) decoded together, in multiple passes."""
     from asr.gmm.sat import decode_speaker
 
     utt2spk = read_kaldi_map(data_dir / "utt2spk") if (data_dir / "utt2spk").is_file() else {}
-    by_speaker: dict[str, list[tuple[str, Any]]] = {}
-    for utt_id, feats in features:
-        by_speaker.setdefault(utt2spk.get(utt_id, utt_id), []).append((utt_id, feats))
+    feats_by_utt = dict(features)
+    by_speaker = [
+        [(utt_id, feats_by_utt[utt_id]) for utt_id in group]
+        for group in group_by_speaker(list(feats_by_utt), utt2spk)
+    ]
     found: dict[str, list[DecodeResult]] = {}
     t0 = time.perf_counter()
-    for spk_utts in by_speaker.values():
+    for spk_utts in by_speaker:
         try:
             per_utt, _ = decode_speaker(
                 model, graph, [f for _, f in spk_utts], configs, word_symbols=word_symbols
@@ -193,11 +187,6 @@ def _decode_speakers(
 
 def _decode_job(spec: dict[str, Any]) -> _JobResult:
     """One job in a worker: load model and graph, decode ``spec['utt_ids']``."""
-    from asr.acoustic import load_acoustic_model
-
-    torch = sys.modules.get("torch")
-    if torch is not None and spec["single_thread"]:
-        torch.set_num_threads(1)
     model = load_acoustic_model(spec["model_dir"], device=spec["device"])
     fst, ilabel_map, words = resolve_graph_dir(spec["graph_dir"])
     graph = DecodingGraph.from_fst(fst, ilabel_map)
@@ -212,20 +201,19 @@ def _decode_job(spec: dict[str, Any]) -> _JobResult:
     )
 
 
-def _default_executor(num_jobs: int) -> cf.Executor:
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    return cf.ProcessPoolExecutor(max_workers=num_jobs, mp_context=context)
-
-
-def _write_outputs(
+def write_decode_outputs(
     out_dir: Path,
     utt_ids: list[str],
     results: list[DecodeResult],
     *,
     suffix: str,
     write_alignment: bool,
+    write_pdf_alignment: bool = False,
 ) -> dict[str, str]:
+    """Write ``hyp{suffix}.txt`` and, with ``write_alignment``, ``ali``, ``word_boundaries``
+    and ``costs`` (see the module docstring; ``pdf_ali``, the pdf of each frame, with
+    ``write_pdf_alignment``) of ``results`` (one per utterance); returns the hypotheses
+    ``{utt_id: text}``."""
     hyps = {u: r.text for u, r in zip(utt_ids, results, strict=True)}
     atomic_write_text(
         out_dir / f"hyp{suffix}.txt", "".join(f"{u} {t}".rstrip() + "\n" for u, t in hyps.items())
@@ -234,6 +222,10 @@ def _write_outputs(
         with atomic_write(out_dir / f"ali{suffix}.txt") as f:
             for u, r in zip(utt_ids, results, strict=True):
                 f.write(f"{u} {' '.join(map(str, r.alignment.tolist()))}\n")
+        if write_pdf_alignment:
+            with atomic_write(out_dir / f"pdf_ali{suffix}.txt") as f:
+                for u, r in zip(utt_ids, results, strict=True):
+                    f.write(f"{u} {' '.join(map(str, r.pdf_alignment.tolist()))}\n")
         with atomic_write(out_dir / f"word_boundaries{suffix}.txt") as f:
             for u, r in zip(utt_ids, results, strict=True):
                 labels = r.words if r.words is not None else tuple(map(str, r.word_ids))
@@ -272,7 +264,6 @@ def decode_data_dir(
     of utterances just finished. Raises :class:`GraphError` when graph and model
     disagree on ``num_pdfs``.
     """
-    from asr.acoustic import load_acoustic_model
     from asr.graph.mkgraph import GraphInfo
 
     start = time.perf_counter()
@@ -311,54 +302,44 @@ def decode_data_dir(
     if not utt_ids:
         raise DecodeError(f"{feats_scp}: no utterances")
 
-    if num_jobs == 1 and executor is None:
-        from asr.align.aligner import single_torch_thread
-
-        graph = DecodingGraph.from_fst(fst, ilabel_map)
-        # One torch thread, like the pool's workers: per-utterance calls are too small for
-        # intra-op threads, which mostly spin (AN4 GMM log-likelihoods: ~20x the CPU time).
-        with single_torch_thread():
-            job_results = [
-                _decode_utterances(
-                    model,
-                    graph,
-                    _load_words(words_path),
-                    data_dir=data_dir,
-                    utt_ids=utt_ids,
-                    configs=configs,
-                    progress=progress,
-                )
+    utt2spk_path = data_dir / "utt2spk"
+    utt2spk = read_kaldi_map(utt2spk_path) if utt2spk_path.is_file() else {}
+    splits = split_by_speaker(sorted(utt_ids), utt2spk, num_jobs)
+    with job_executor(len(splits), executor) as pool:
+        if pool is None:
+            graph = DecodingGraph.from_fst(fst, ilabel_map)
+            words = _load_words(words_path)
+            # One torch thread, like the pool's workers: per-utterance calls are too small for
+            # intra-op threads, which mostly spin (AN4 GMM log-likelihoods: ~20x the CPU time).
+            with single_torch_thread():
+                job_results = [
+                    _decode_utterances(
+                        model,
+                        graph,
+                        words,
+                        data_dir=data_dir,
+                        utt_ids=utt_ids,
+                        configs=configs,
+                        progress=progress,
+                    )  # fmt: skip
+                ]
+        else:
+            specs = [
+                {
+                    "model_dir": str(model_dir),
+                    "graph_dir": str(graph_dir),
+                    "data_dir": str(data_dir),
+                    "utt_ids": list(utts),
+                    "configs": configs,
+                    "device": device,
+                }
+                for utts in splits
             ]
-    else:
-        from asr.features.batch import split_utterances
-
-        utt2spk_path = data_dir / "utt2spk"
-        utt2spk = read_kaldi_map(utt2spk_path) if utt2spk_path.is_file() else {}
-        utt2spk = {u: utt2spk.get(u, u) for u in utt_ids}
-        splits = split_utterances(sorted(utt_ids), utt2spk, num_jobs)
-        specs = [
-            {
-                "model_dir": str(model_dir),
-                "graph_dir": str(graph_dir),
-                "data_dir": str(data_dir),
-                "utt_ids": utts,
-                "configs": configs,
-                "device": device,
-                "single_thread": executor is None,
-            }
-            for utts in splits
-        ]
-        own = executor is None
-        pool = _default_executor(len(specs)) if own else executor
-        try:
             futures = [pool.submit(_decode_job, spec) for spec in specs]
             for future in cf.as_completed(futures):
                 if progress is not None:
                     progress(len(future.result().utt_ids))
             job_results = [f.result() for f in futures]
-        finally:
-            if own:
-                pool.shutdown(cancel_futures=True)
 
     by_utt = {}
     for job in job_results:
@@ -371,14 +352,16 @@ def decode_data_dir(
         if len(scales) == 1:
             break
         tag = format_scale(scale)
-        hyps = _write_outputs(out_dir, utt_ids, results, suffix=f"_{tag}", write_alignment=False)
+        hyps = write_decode_outputs(
+            out_dir, utt_ids, results, suffix=f"_{tag}", write_alignment=False
+        )
         from asr.scoring import score
 
         result = score(refs, hyps)
         atomic_write_text(out_dir / f"wer_{tag}", result.summary() + "\n")
         scored.append(result)
     best = min(range(len(scales)), key=lambda i: scored[i].errors) if scored else 0
-    hyps = _write_outputs(
+    hyps = write_decode_outputs(
         out_dir, utt_ids, per_scale[best], suffix="", write_alignment=write_alignment
     )
     summary_line = wer = None
@@ -412,7 +395,7 @@ def decode_data_dir(
         wer=wer,
         summary_line=summary_line,
         wer_by_scale=wer_by_scale,
-        audio_seconds=num_frames * frame_shift_ms * getattr(model, "subsampling", 1) / 1000.0,
+        audio_seconds=num_frames * frame_shift_ms * model.subsampling / 1000.0,
         wall_seconds=time.perf_counter() - start,
         likelihood_seconds=sum(j.likelihood_seconds for j in job_results),
         search_seconds=sum(j.search_seconds for j in job_results),
@@ -438,3 +421,80 @@ def decode_data_dir(
     }
     atomic_write_text(out_dir / "decode.json", json.dumps(record, indent=2) + "\n")
     return summary
+
+
+@dataclass(frozen=True)
+class ArchiveDecodeSummary:
+    """What :func:`decode_log_likes_archive` did: ``results`` ``[(utt_id, DecodeResult)]`` in
+    archive order; ``score``: the :class:`asr.scoring` result when references were given."""
+
+    results: list[tuple[str, DecodeResult]]
+    score: Any = None
+
+    @property
+    def num_not_final(self) -> int:
+        return sum(not r.reached_final for _, r in self.results)
+
+
+def decode_log_likes_archive(
+    graph: DecodingGraph,
+    ark_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    config: DecoderConfig,
+    word_symbols=None,
+    refs: dict[str, str] | None = None,
+    device: str = "cpu",
+    batch_size: int = 32,
+    progress: Callable[[int], None] | None = None,
+) -> ArchiveDecodeSummary:
+    """Decode a Kaldi ark of ``(num_frames, num_pdfs)`` log-likelihood matrices over ``graph``
+    and write ``hyp.txt``, ``ali.txt``, ``pdf_ali.txt``, ``word_boundaries.txt``,
+    ``costs.txt`` (and ``wer`` with ``refs``) into ``out_dir``. On ``device`` ``"cpu"`` the
+    compiled search decodes an utterance at a time, elsewhere the batched torch search
+    (:class:`asr.decode.batched.BatchedDecoder`) ``batch_size`` utterances at a time."""
+    import numpy as np
+
+    from asr.features.io import read_matrices_ark
+
+    batcher = None
+    if device != "cpu":
+        from asr.decode.batched import BatchedDecoder
+
+        batcher = BatchedDecoder(graph, config, device=device)
+    results: list[tuple[str, DecodeResult]] = []
+    pending: list[tuple[str, np.ndarray]] = []
+
+    def flush() -> None:
+        if pending:
+            batch = batcher.decode([m for _, m in pending], word_symbols=word_symbols)
+            results.extend(zip([u for u, _ in pending], batch, strict=True))
+            pending.clear()
+
+    for utt_id, mat in read_matrices_ark(ark_path):
+        try:
+            if batcher is not None:
+                pending.append((utt_id, mat))
+                if len(pending) >= batch_size:
+                    flush()
+            else:
+                results.append((utt_id, decode(graph, mat, config, word_symbols=word_symbols)))
+        except DecodeError as err:
+            raise DecodeError(f"utterance {utt_id}: {err}") from None
+        if progress is not None:
+            progress(1)
+    flush()
+    if not results:
+        raise DecodeError(f"{ark_path}: no utterances in the archive")
+    out_dir = Path(out_dir)
+    hyps = write_decode_outputs(
+        out_dir, [u for u, _ in results], [r for _, r in results], suffix="",
+        write_alignment=True, write_pdf_alignment=True,
+    )  # fmt: skip
+    scored = None
+    if refs is not None:
+        from asr.scoring import score
+
+        scored = score(refs, hyps)
+        atomic_write_text(out_dir / "wer", scored.summary() + "\n")
+    return ArchiveDecodeSummary(results=results, score=scored)

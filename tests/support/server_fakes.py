@@ -1,4 +1,4 @@
-"""Helpers for the server tests (no tests here): a tiny energy-based recognizer with the
+"""Fakes for the server tests and benchmarks: a tiny energy-based recognizer with the
 ``asr.recognizer`` Recognizer/Stream interface, synthetic audio, and an
 in-process server running on its own event-loop thread.
 
@@ -112,6 +112,28 @@ class FakeRecognizer:
 
     def stream(self) -> FakeStream:
         return FakeStream(self.acoustic_model)
+
+    def decode_streams(self, streams, chunks, *, sampling_rates=None):
+        """As ``Recognizer.decode_streams``: one model call for all streams' new frames."""
+        from asr.recognizer import StreamBatch
+
+        rates = sampling_rates or [None] * len(streams)
+        errors, frames = [None] * len(streams), {}
+        for i, (stream, chunk, rate) in enumerate(zip(streams, chunks, rates, strict=True)):
+            try:
+                feats = stream.accept_samples(chunk, sampling_rate=rate)
+                if len(feats):
+                    frames[i] = feats
+            except Exception as err:  # noqa: BLE001
+                errors[i] = err
+        if not frames:
+            return StreamBatch(errors)
+        feats = np.concatenate(list(frames.values()))
+        log_likes = self.acoustic_model.log_likelihoods(feats)
+        offsets = np.cumsum([0, *(len(f) for f in frames.values())])
+        for i, lo, hi in zip(frames, offsets[:-1], offsets[1:], strict=True):
+            streams[i].advance(log_likes[lo:hi])
+        return StreamBatch(errors, int(feats.shape[0]))
 
     def transcribe(self, samples, *, sampling_rate=None) -> Result:
         stream = self.stream()

@@ -4,11 +4,11 @@
 + the pdf-ids of GMM alignments (:func:`asr.nnet.prepare.frame_targets`) -> a TDNN
 trained with cross-entropy (held-out dev loss from the dev dir, aligned with the
 same GMM when no dev alignments are given), pdf priors from the training
-alignment counts -> a DNN model dir (:func:`asr.nnet.acoustic.save_dnn_model_dir`).
+alignment counts -> a DNN model dir (:func:`asr.nnet.nnet_acoustic.save_dnn_model_dir`).
 
 :func:`train_ctc`: features + lexicon token sequences
 (:func:`asr.nnet.prepare.token_targets`) -> an (optionally conv-fronted) (Bi)LSTM
-trained with CTC -> a CTC model dir (:func:`asr.nnet.acoustic.save_ctc_model_dir`).
+trained with CTC -> a CTC model dir (:func:`asr.nnet.nnet_acoustic.save_ctc_model_dir`).
 
 Both train through :func:`asr.nnet.train` (checkpoints in ``OUT/checkpoint.pt``:
 a rerun resumes; DDP when the caller has initialized a process group, only rank 0
@@ -121,7 +121,7 @@ def _features(
 
 def _fmllr_input(gmm_dir: Path):
     """The SAT alignment model of an fMLLR DNN (:class:`asr.gmm.sat.SatAcousticModel`)."""
-    from asr.acoustic import read_model_info
+    from asr.acoustic_model import read_model_info
     from asr.gmm.sat import SatAcousticModel
 
     info = read_model_info(gmm_dir) or {}
@@ -175,7 +175,8 @@ def alignment_model_dir(ali_dir: str | os.PathLike) -> Path:
 def _dev_alignments(
     dev_dir: Path, lang_dir: Path, gmm_dir: Path, out_dir: Path, dev_ali_dir: Path | None
 ) -> tuple[dict[str, np.ndarray], Path]:
-    from asr.align import align_data_dir, read_alignments
+    from asr.align import read_alignments
+    from asr.gmm.alignment import align_data_dir
 
     if dev_ali_dir is None:
         dev_ali_dir = out_dir / "ali_dev"
@@ -224,7 +225,7 @@ def train_dnn(
     """
     from asr.align import read_alignments
     from asr.hmm.model import HmmModel
-    from asr.nnet.acoustic import save_dnn_model_dir
+    from asr.nnet.nnet_acoustic import save_dnn_model_dir
 
     config = config or DnnRecipeConfig()
     data_dir, dev_dir, lang_dir = Path(data_dir), Path(dev_dir), Path(lang_dir)
@@ -322,7 +323,7 @@ def train_ctc(
 ) -> dict[str, Any]:
     """Train a phone CTC model on ``data_dir`` (tokens of ``lang_dir``); write ``out_dir``."""
     from asr.data import read_kaldi_map
-    from asr.nnet.acoustic import save_ctc_model_dir
+    from asr.nnet.nnet_acoustic import save_ctc_model_dir
 
     config = config or CtcRecipeConfig()
     data_dir, dev_dir, lang_dir, out_dir = map(Path, (data_dir, dev_dir, lang_dir, out_dir))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asr.testing.fuzz_inputs import FuzzCheckError, _check, _wav_bytes
+from tests.support.fuzz_inputs import FuzzCheckError, check, wav_bytes
 
 __all__ = ["Aborted", "ServicerDriver", "servicer_seeds"]
 
@@ -51,7 +51,7 @@ class _StubScheduler:
     def open(self, recognizer, *, sampling_rate, interim_results=False, single_utterance=False):
         from server.scheduler import StreamSlot
 
-        _check(sampling_rate > 0, f"stream opened at {sampling_rate} Hz")
+        check(sampling_rate > 0, f"stream opened at {sampling_rate} Hz")
         return StreamSlot(
             recognizer=recognizer,
             stream=None,
@@ -75,13 +75,13 @@ class _StubScheduler:
 
     async def transcribe(self, recognizer, samples: np.ndarray, *, sampling_rate: int) -> _Result:
         _check_samples(samples)
-        _check(sampling_rate > 0, f"transcribe at {sampling_rate} Hz")
+        check(sampling_rate > 0, f"transcribe at {sampling_rate} Hz")
         return _Result()
 
 
 def _check_samples(samples: np.ndarray) -> None:
-    _check(samples.dtype == np.float32 and samples.ndim == 1, "bad samples array")
-    _check(bool(np.all(np.abs(samples) <= 1.0)), "samples outside [-1, 1]")
+    check(samples.dtype == np.float32 and samples.ndim == 1, "bad samples array")
+    check(bool(np.all(np.abs(samples) <= 1.0)), "samples outside [-1, 1]")
 
 
 class ServicerDriver:
@@ -128,7 +128,7 @@ class ServicerDriver:
 
     async def _recognize(self, request) -> None:
         response = await self.servicer.Recognize(request, _Context())
-        _check(len(response.results) == 0, "the stub recognized something")
+        check(len(response.results) == 0, "the stub recognized something")
 
     async def _stream(self, requests) -> None:
         async def requests_iter():
@@ -137,7 +137,7 @@ class ServicerDriver:
 
         async for _ in self.servicer.StreamingRecognize(requests_iter(), _Context()):
             raise FuzzCheckError("the stub scheduler sent no results, yet a response came")
-        _check(self.servicer.num_streams == 0, "stream count not released")
+        check(self.servicer.num_streams == 0, "stream count not released")
 
 
 def servicer_seeds(audio_seed: bytes) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
@@ -148,7 +148,7 @@ def servicer_seeds(audio_seed: bytes) -> tuple[tuple[bytes, ...], tuple[bytes, .
 
     samples, rate = sf.read(io.BytesIO(audio_seed), dtype="int16")
     pcm = samples[: rate // 10].astype("<i2").tobytes()
-    wav = _wav_bytes(samples[:800], rate)
+    wav = wav_bytes(samples[:800], rate)
     enc = pb.RecognitionConfig.AudioEncoding
     config = pb.RecognitionConfig(
         encoding=enc.LINEAR16,

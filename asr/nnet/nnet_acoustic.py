@@ -1,4 +1,4 @@
-"""Neural acoustic-model directories as :class:`asr.acoustic.AcousticModel` (families "dnn", "ctc").
+"""Neural acoustic-model directories as :class:`asr.acoustic_model.AcousticModel` (families "dnn", "ctc").
 
 A **DNN-HMM** dir (``asr train dnn``) holds the HMM files of the GMM whose
 alignments it was trained on (:class:`asr.hmm.HmmModel`: ``hmm.json``, ``topo``,
@@ -22,14 +22,18 @@ MFCC-13 + energy), through the pipeline saved in the dir (per-speaker CMVN by
 default; deltas and splicing are left to the network's own context).
 
 A DNN trained on **fMLLR features** (``asr train dnn --fmllr`` on a SAT model's alignments)
-also holds that SAT model's pipeline transform (``final.mat``) and GMMs (``sat_gmm.pt``,
-``sat_gmm_si.pt``; ``model.json``: ``"fmllr": true`` and the silence phones): its
-:attr:`DnnAcousticModel.sat_model` estimates each speaker's transform
-(:func:`asr.gmm.sat.speaker_transform`, over the DNN's own graph: the tree is the SAT
-model's) and :meth:`DnnAcousticModel.scores` runs the network on the adapted features.
-Without a speaker (one utterance, streaming) the network sees the SI features.
+also holds that SAT model's pipeline transform (``final.mat``) and GMMs: its SAT GMMs
+``sat_gmm.pt`` (``gmm.pt`` in the SAT dir) and its speaker-independent GMMs ``gmm_si.pt``
+(the same name as in the SAT dir; dirs written before that name have ``sat_gmm_si.pt``,
+still read); ``model.json``: ``"fmllr": true`` and the silence phones. It loads as a
+:class:`FmllrDnnAcousticModel`, an :class:`asr.acoustic_model.SpeakerAdaptive` model: its
+:attr:`~FmllrDnnAcousticModel.sat_model` estimates each speaker's transform
+(:func:`asr.gmm.sat.transform_from_first_pass`, over the DNN's own graph: the tree is the
+SAT model's) and :meth:`~FmllrDnnAcousticModel.adapted_scores` runs the network on the
+adapted features. Without a speaker (one utterance, streaming) the network sees the SI
+features.
 
->>> from asr.acoustic import load_acoustic_model  # doctest: +SKIP
+>>> from asr.acoustic_model import load_acoustic_model  # doctest: +SKIP
 >>> model = load_acoustic_model("exp/yesno/dnn")  # doctest: +SKIP
 >>> model.family, model.log_likelihoods(model.features(raw_mfcc)).shape  # doctest: +SKIP
 ('dnn', (613, 16))
@@ -41,18 +45,21 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from asr.acoustic import write_model_info
+from asr.acoustic_model import read_model_info, write_model_info
 from asr.errors import AsrError, ModelError
 from asr.features.pipeline import FeaturePipelineConfig, apply_pipeline, load_transform
 from asr.hmm.model import HmmModel
 from asr.nnet.checkpoint import load_model, save_model
 from asr.nnet.models import CtcModel, TdnnModel
+
+if TYPE_CHECKING:
+    from asr.gmm.sat import SatAcousticModel
 
 __all__ = [
     "LOG_PRIORS_FILE",
@@ -60,6 +67,7 @@ __all__ = [
     "TOKENS_FILE",
     "CtcAcousticModel",
     "DnnAcousticModel",
+    "FmllrDnnAcousticModel",
     "read_tokens",
     "save_ctc_model_dir",
     "save_dnn_model_dir",
@@ -67,8 +75,11 @@ __all__ = [
 
 NNET_FILE = "final.pt"
 LOG_PRIORS_FILE = "log_priors.npy"
+#: an fMLLR DNN's copy of its SAT model's GMMs (``gmm.pt`` there); the SI GMMs keep their
+#: SAT-dir name, :data:`asr.gmm.sat.SI_GMM_FILE`
 SAT_GMM_FILE = "sat_gmm.pt"
-SAT_SI_GMM_FILE = "sat_gmm_si.pt"
+#: the SI GMMs' name in fMLLR DNN dirs written before they were named as in the SAT dir
+LEGACY_SI_GMM_FILE = "sat_gmm_si.pt"
 TOKENS_FILE = "tokens.txt"
 
 
@@ -116,14 +127,16 @@ def _load_pipeline(
 
 def _load_sat_model(model_dir: Path, hmm: HmmModel, pipeline, transform, device: str):
     """The SAT GMMs of an fMLLR-input DNN dir (see the module docstring), or None."""
-    from asr.acoustic import read_model_info
     from asr.gmm.diag_gmm import DiagGmmSet
-    from asr.gmm.sat import SatAcousticModel
+    from asr.gmm.sat import SI_GMM_FILE, SatAcousticModel
 
     info = read_model_info(model_dir) or {}
     if not info.get("fmllr"):
         return None
-    paths = [model_dir / SAT_GMM_FILE, model_dir / SAT_SI_GMM_FILE]
+    si_path = model_dir / SI_GMM_FILE
+    if not si_path.is_file() and (model_dir / LEGACY_SI_GMM_FILE).is_file():
+        si_path = model_dir / LEGACY_SI_GMM_FILE
+    paths = [model_dir / SAT_GMM_FILE, si_path]
     for path in paths:
         if not path.is_file():
             raise ModelError(f"{path}: not found (an fMLLR DNN needs its SAT model's GMMs)")
@@ -151,7 +164,8 @@ def _as_input(feats: np.ndarray | torch.Tensor, input_dim: int, device) -> torch
 
 @dataclass(frozen=True, eq=False)
 class DnnAcousticModel:
-    """HMM structure + TDNN over pdf-ids + log priors + feature pipeline."""
+    """HMM structure + TDNN over pdf-ids + log priors + feature pipeline (the network's
+    context comes with the frames: frame-independent, no subsampling)."""
 
     hmm: HmmModel
     network: TdnnModel
@@ -159,8 +173,9 @@ class DnnAcousticModel:
     feature_pipeline: FeaturePipelineConfig
     model_dir: Path | None = None
     transform: np.ndarray | None = None
-    sat_model: object | None = None  # asr.gmm.sat.SatAcousticModel of an fMLLR DNN
     family: ClassVar[str] = "dnn"
+    frame_independent: ClassVar[bool] = True
+    subsampling: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
         num_out = self.network.config.num_pdfs
@@ -190,15 +205,18 @@ class DnnAcousticModel:
         log_priors = np.load(priors_path, allow_pickle=False).astype(np.float32)
         hmm = HmmModel.load(model_dir)
         pipeline, transform = _load_pipeline(model_dir, allow_transform=True)
-        return cls(
+        parts = dict(
             hmm=hmm,
             network=_load_network(model_dir, TdnnModel, device),
             log_priors=log_priors,
             feature_pipeline=pipeline,
             model_dir=model_dir,
             transform=transform,
-            sat_model=_load_sat_model(model_dir, hmm, pipeline, transform, device),
         )
+        sat_model = _load_sat_model(model_dir, hmm, pipeline, transform, device)
+        if sat_model is not None:
+            return FmllrDnnAcousticModel(**parts, sat_model=sat_model)
+        return cls(**parts)
 
     def features(
         self, raw_feats: np.ndarray, *, cmvn_stats: np.ndarray | None = None
@@ -207,14 +225,6 @@ class DnnAcousticModel:
         return apply_pipeline(
             raw_feats, self.feature_pipeline, cmvn_stats=cmvn_stats, transform=self.transform
         )
-
-    def scores(self, feats: np.ndarray, transform: np.ndarray | None) -> np.ndarray:
-        """Scores of the features mapped by a speaker's fMLLR ``transform`` (None: as they are)."""
-        if transform is None:
-            return self.log_likelihoods(feats)
-        from asr.gmm.fmllr import apply_fmllr
-
-        return self.log_likelihoods(apply_fmllr(feats, transform))
 
     def log_likelihoods(self, feats: np.ndarray | torch.Tensor) -> np.ndarray:
         """``feats: (num_frames, dim)`` -> ``log p(pdf | x_t) - log p(pdf)``:
@@ -229,6 +239,32 @@ class DnnAcousticModel:
 
 
 @dataclass(frozen=True, eq=False)
+class FmllrDnnAcousticModel(DnnAcousticModel):
+    """A DNN over fMLLR-adapted features, with the SAT model that estimates each speaker's
+    transform (an :class:`asr.acoustic_model.SpeakerAdaptive` model; see the module
+    docstring). Its plain :meth:`log_likelihoods` see the speaker-independent features."""
+
+    sat_model: SatAcousticModel | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.sat_model is None:
+            raise ModelError(f"{self.model_dir or 'model'}: an fMLLR DNN needs its SAT model")
+
+    def adapt_to_speaker(self, graph, feats, config, *, sat_config=None) -> np.ndarray | None:
+        """The speaker's fMLLR transform, estimated by the SAT model over ``graph``."""
+        return self.sat_model.adapt_to_speaker(graph, feats, config, sat_config=sat_config)
+
+    def adapted_scores(self, feats: np.ndarray, transform: np.ndarray | None) -> np.ndarray:
+        """Scores of the features mapped by a speaker's fMLLR ``transform`` (None: as they are)."""
+        if transform is None:
+            return self.log_likelihoods(feats)
+        from asr.gmm.fmllr import apply_fmllr
+
+        return self.log_likelihoods(apply_fmllr(feats, transform))
+
+
+@dataclass(frozen=True, eq=False)
 class CtcAcousticModel:
     """(Conv +) (Bi)LSTM CTC network over tokens + token table + feature pipeline."""
 
@@ -237,6 +273,10 @@ class CtcAcousticModel:
     feature_pipeline: FeaturePipelineConfig
     model_dir: Path | None = None
     family: ClassVar[str] = "ctc"
+    #: recurrent: a frame's scores depend on the whole utterance
+    frame_independent: ClassVar[bool] = False
+    #: the pipeline names no LDA/MLLT transform for a CTC model
+    transform: ClassVar[None] = None
 
     def __post_init__(self) -> None:
         if self.network.config.num_tokens != len(self.tokens):
@@ -334,14 +374,16 @@ def save_dnn_model_dir(
         feature_pipeline=feature_pipeline,
         model_dir=model_dir,
         transform=transform,
-    )
+    )  # the plain model: an fMLLR DNN's SAT model is read back by DnnAcousticModel.load
     if transform is not None:
-        from asr.gmm.triphone_start import write_kaldi_matrix
+        from asr.features.io import write_kaldi_matrix
 
         write_kaldi_matrix(model_dir / feature_pipeline.transform, transform)
     if sat_gmms is not None:
+        from asr.gmm.sat import SI_GMM_FILE
+
         sat_gmms[0].save(model_dir / SAT_GMM_FILE)
-        sat_gmms[1].save(model_dir / SAT_SI_GMM_FILE)
+        sat_gmms[1].save(model_dir / SI_GMM_FILE)
         info = {**info, "fmllr": True, "silence_phone_ids": list(silence_phone_ids)}
     hmm.save(model_dir)
     save_model(model_dir / NNET_FILE, network)

@@ -1,9 +1,13 @@
-"""One interface to every acoustic model family: :func:`load_acoustic_model`.
+"""The acoustic-model contract (:class:`AcousticModel`, :class:`SpeakerAdaptive`) and the
+family registry (:func:`load_acoustic_model`).
 
 Whatever its family, an acoustic model maps the features of one utterance to a
 ``(num_frames, num_pdfs)`` float32 matrix of scores for the decoder
 (log-likelihoods for GMMs, scaled log-posteriors minus log-priors for DNNs,
-log-posteriors over tokens for CTC). :class:`AcousticModel` is that contract;
+log-posteriors over tokens for CTC). :class:`AcousticModel` is that contract: every
+member a caller may use is declared there (no family is probed for optional
+attributes); a model that adapts to a speaker (fMLLR: SAT GMMs, an fMLLR DNN) also
+implements :class:`SpeakerAdaptive`, checked with ``isinstance(model, SpeakerAdaptive)``.
 :func:`load_acoustic_model` reads a model directory and dispatches on its
 family:
 
@@ -15,7 +19,7 @@ family:
 Families register a loader (``"module:Class.method"``) in :data:`FAMILY_LOADERS`
 (``"gmm"`` here; the neural models add ``"dnn"`` and ``"ctc"``).
 
->>> from asr.acoustic import load_acoustic_model  # doctest: +SKIP
+>>> from asr.acoustic_model import load_acoustic_model  # doctest: +SKIP
 >>> model = load_acoustic_model("exp/yesno/mono")  # doctest: +SKIP
 >>> model.family, model.num_pdfs  # doctest: +SKIP
 ('gmm', 16)
@@ -28,6 +32,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -41,6 +46,7 @@ __all__ = [
     "FAMILY_LOADERS",
     "MODEL_INFO_FILE",
     "AcousticModel",
+    "SpeakerAdaptive",
     "detect_family",
     "load_acoustic_model",
     "read_model_info",
@@ -51,9 +57,9 @@ MODEL_INFO_FILE = "model.json"
 
 #: family -> "module:attribute.path" of a callable ``(model_dir, *, device) -> AcousticModel``.
 FAMILY_LOADERS: dict[str, str] = {
-    "gmm": "asr.gmm.acoustic:GmmAcousticModel.load",
-    "dnn": "asr.nnet.acoustic:DnnAcousticModel.load",
-    "ctc": "asr.nnet.acoustic:CtcAcousticModel.load",
+    "gmm": "asr.gmm.gmm_acoustic:GmmAcousticModel.load",
+    "dnn": "asr.nnet.nnet_acoustic:DnnAcousticModel.load",
+    "ctc": "asr.nnet.nnet_acoustic:CtcAcousticModel.load",
     "sat": "asr.gmm.sat:SatAcousticModel.load",
 }
 
@@ -63,13 +69,36 @@ _FAMILY_FILES: tuple[tuple[str, str], ...] = (("gmm.pt", "gmm"), ("gmm.npz", "gm
 
 @runtime_checkable
 class AcousticModel(Protocol):
-    """What the decoder, the CLI and the server need from an acoustic model."""
+    """What the decoder, the recognizer, batch decoding and the server use of an acoustic
+    model; every family (:data:`FAMILY_LOADERS`) implements all of it.
+
+    ``family``: the registry key; ``feature_pipeline``: raw features -> model input;
+    ``transform``: the pipeline's LDA/MLLT matrix (None when it names none);
+    ``model_dir``: where it was loaded from (None when built in memory), for per-speaker
+    CMVN stats of a data dir; ``frame_independent``: the scores of a frame depend only on
+    that frame and the bounded context the feature pipeline adds, so chunks of frames (of
+    one or many streams) may be scored separately or together (False for recurrent CTC
+    models: they score whole utterances); ``subsampling``: input frames per output frame.
+    """
 
     family: str
     feature_pipeline: FeaturePipelineConfig
+    transform: np.ndarray | None
+    model_dir: Path | None
 
     @property
     def num_pdfs(self) -> int: ...
+
+    @property
+    def feature_dim(self) -> int:
+        """Dimension of the model input (after the whole feature pipeline)."""
+        ...
+
+    @property
+    def frame_independent(self) -> bool: ...
+
+    @property
+    def subsampling(self) -> int: ...
 
     def features(
         self, raw_feats: np.ndarray, *, cmvn_stats: np.ndarray | None = None
@@ -78,7 +107,30 @@ class AcousticModel(Protocol):
         ...
 
     def log_likelihoods(self, feats: np.ndarray) -> np.ndarray:
-        """Model input ``(num_frames, dim)`` -> scores ``(num_frames, num_pdfs)`` float32."""
+        """Model input ``(num_frames, dim)`` -> scores ``(num_frames, num_pdfs)`` float32
+        (speaker-independent for a :class:`SpeakerAdaptive` model)."""
+        ...
+
+
+@runtime_checkable
+class SpeakerAdaptive(Protocol):
+    """An acoustic model that adapts to a speaker with a feature transform (fMLLR), as
+    Kaldi's ``decode_fmllr.sh``: the transform is estimated from first-pass decodes of the
+    speaker's utterances, then the utterances are rescored with it."""
+
+    def adapt_to_speaker(
+        self, graph: Any, feats: Sequence[np.ndarray], config: Any, *, sat_config: Any = None
+    ) -> np.ndarray | None:
+        """One speaker's transform from its utterances' (SI) model input ``feats``, decoded
+        over ``graph`` (an :class:`asr.decode.DecodingGraph`) with the beam of ``config``
+        (an :class:`asr.decode.DecoderConfig`; ``sat_config``: the adaptation passes'
+        options, default :class:`asr.gmm.sat.SatDecodeConfig`); None when there is too
+        little speech."""
+        ...
+
+    def adapted_scores(self, feats: np.ndarray, transform: np.ndarray | None) -> np.ndarray:
+        """Scores ``(num_frames, num_pdfs)`` of ``feats`` with a speaker's ``transform``
+        (None: the speaker-independent scores, :meth:`AcousticModel.log_likelihoods`)."""
         ...
 
 

@@ -3,8 +3,8 @@
 Shared by ``tests/test_fuzz.py`` (hypothesis, a CI-sized sample) and
 ``benchmarks/fuzz.py`` (>= 10,000 inputs per target, a hang watchdog, atheris).
 
-The mutations live in :mod:`asr.testing.mutations`, the servicer driver in
-:mod:`asr.testing.servicer_fuzz`. A :class:`FuzzTarget` holds real, valid inputs (``seeds``: a yesno WAV, the AN4
+The mutations live in :mod:`tests.support.mutations`, the servicer driver in
+:mod:`tests.support.servicer_fuzz`. A :class:`FuzzTarget` holds real, valid inputs (``seeds``: a yesno WAV, the AN4
 dictionary and LM, an ark our writer wrote, valid proto messages), the error
 types its reader documents (``allowed``) and ``run(data, scratch_dir)``, which
 feeds one input to the reader(s) and checks that what comes back is well
@@ -36,18 +36,22 @@ from pathlib import Path
 import numpy as np
 
 from asr.errors import ArchiveError, AsrError, AudioError, DataDirError, LangError, LmError
-from asr.testing.mutations import generate, mutate, proto_mutator
+from tests.support.mutations import generate, mutate, proto_mutator
 
 __all__ = [
     "TARGETS",
     "FuzzCheckError",
     "FuzzTarget",
     "build_targets",
+    "check",
+    "check_map",
+    "check_matrices",
     "generate",
     "mutate",
     "pack_files",
     "run_one",
     "unpack_files",
+    "wav_bytes",
 ]
 
 #: Every fuzz target, in the order the benchmark runs them.
@@ -128,7 +132,8 @@ def _write(scratch_dir: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def _check(condition: bool, message: str) -> None:
+def check(condition: bool, message: str) -> None:
+    """Raise :class:`FuzzCheckError` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise FuzzCheckError(message)
 
@@ -145,7 +150,7 @@ def _lines_named(file_name: str, run: Callable[[bytes, Path], None]):
             pattern = re.escape(str(scratch_dir / file_name)) + r":(\d+)"
             for match in re.finditer(pattern, str(err)):
                 line = int(match.group(1))
-                _check(1 <= line <= num_lines, f"names line {line} of {num_lines}: {err}")
+                check(1 <= line <= num_lines, f"names line {line} of {num_lines}: {err}")
             raise
 
     return checked
@@ -157,28 +162,29 @@ def _run_audio(data: bytes, scratch_dir: Path) -> None:
     path = _write(scratch_dir, "input.wav", data)
     info = audio_info(path)
     samples, rate = read_audio(path)
-    _check(isinstance(samples, np.ndarray) and samples.dtype == np.float32, "not float32")
-    _check(samples.ndim == 1 and samples.size > 0, f"bad shape {samples.shape}")
-    _check(bool(np.isfinite(samples).all()), "non-finite samples")
-    _check(rate == info.sampling_rate > 0, f"rate {rate} vs header {info.sampling_rate}")
-    _check(samples.size == info.num_samples, f"{samples.size} samples vs {info.num_samples}")
+    check(isinstance(samples, np.ndarray) and samples.dtype == np.float32, "not float32")
+    check(samples.ndim == 1 and samples.size > 0, f"bad shape {samples.shape}")
+    check(bool(np.isfinite(samples).all()), "non-finite samples")
+    check(rate == info.sampling_rate > 0, f"rate {rate} vs header {info.sampling_rate}")
+    check(samples.size == info.num_samples, f"{samples.size} samples vs {info.num_samples}")
     resampled, new_rate = read_audio(path, sampling_rate=16000)
     expected = (2 * samples.size * 16000 + rate) // (2 * rate)
-    _check(new_rate == 16000 and resampled.shape == (expected,), "bad resampled length")
-    _check(bool(np.isfinite(resampled).all()), "non-finite resampled samples")
+    check(new_rate == 16000 and resampled.shape == (expected,), "bad resampled length")
+    check(bool(np.isfinite(resampled).all()), "non-finite resampled samples")
 
 
-def _check_map(mapping: Mapping[str, str]) -> None:
+def check_map(mapping: Mapping[str, str]) -> None:
+    """A Kaldi map as a reader must return it: keys without whitespace, stripped values."""
     for key, value in mapping.items():
-        _check(bool(key) and not re.search(r"[ \t\n]", key), f"bad key {key!r}")
-        _check(bool(value) and "\n" not in value, f"bad value {value!r}")
-        _check(value == value.strip(" \t\r"), f"value not stripped {value!r}")
+        check(bool(key) and not re.search(r"[ \t\n]", key), f"bad key {key!r}")
+        check(bool(value) and "\n" not in value, f"bad value {value!r}")
+        check(value == value.strip(" \t\r"), f"value not stripped {value!r}")
 
 
 def _run_kaldi_map(data: bytes, scratch_dir: Path) -> None:
     from asr.data.datadir import read_kaldi_map
 
-    _check_map(read_kaldi_map(_write(scratch_dir, "text", data)))
+    check_map(read_kaldi_map(_write(scratch_dir, "text", data)))
 
 
 def _run_datadir(data: bytes, scratch_dir: Path) -> None:
@@ -192,11 +198,11 @@ def _run_datadir(data: bytes, scratch_dir: Path) -> None:
         _write(data_dir, name, content)
     validate_data_dir(data_dir, check_audio=False)
     loaded = read_data_dir(data_dir, check_audio=False)
-    _check(len(loaded) > 0, "empty data dir accepted")
+    check(len(loaded) > 0, "empty data dir accepted")
     for mapping in (loaded.wav_scp, loaded.text, loaded.utt2spk):
-        _check_map(mapping)
+        check_map(mapping)
     for utt_id, spk_id in loaded.utt2spk.items():
-        _check(utt_id.startswith(spk_id), f"{utt_id!r} does not start with {spk_id!r}")
+        check(utt_id.startswith(spk_id), f"{utt_id!r} does not start with {spk_id!r}")
 
 
 def _run_lexicon(data: bytes, scratch_dir: Path) -> None:
@@ -204,7 +210,7 @@ def _run_lexicon(data: bytes, scratch_dir: Path) -> None:
 
     path = _write(scratch_dir, "lexicon.txt", data)
     words = read_vocabulary(path)
-    _check(all(w and not w.isspace() for w in words), "bad vocabulary word")
+    check(all(w and not w.isspace() for w in words), "bad vocabulary word")
     errors = []
     for fmt in ("dict", "lexiconp", "filler"):  # each format on its own: one may accept it
         try:
@@ -213,9 +219,9 @@ def _run_lexicon(data: bytes, scratch_dir: Path) -> None:
             errors.append(err)
             continue
         for entry in lexicon.entries:
-            _check(bool(entry.word) and len(entry.pron) > 0, f"bad entry {entry!r}")
-            _check(0.0 < entry.prob <= 1.0, f"bad prob {entry!r}")
-            _check(all(p and not p.isspace() for p in entry.pron), f"bad phone {entry!r}")
+            check(bool(entry.word) and len(entry.pron) > 0, f"bad entry {entry!r}")
+            check(0.0 < entry.prob <= 1.0, f"bad prob {entry!r}")
+            check(all(p and not p.isspace() for p in entry.pron), f"bad phone {entry!r}")
     if len(errors) == 3:
         raise errors[0]
 
@@ -225,51 +231,55 @@ def _run_arpa(data: bytes, scratch_dir: Path) -> None:
 
     path = _write(scratch_dir, "lm.arpa", data)
     model = read_arpa(path)
-    _check(read_arpa_vocab(path) == list(model.vocab), "read_arpa_vocab disagrees with read_arpa")
+    check(read_arpa_vocab(path) == list(model.vocab), "read_arpa_vocab disagrees with read_arpa")
     scores = model.sentence_logprobs(list(model.vocab[:6]))
-    _check(scores.shape == (min(6, len(model.vocab)) + 1,), f"bad scores shape {scores.shape}")
+    check(scores.shape == (min(6, len(model.vocab)) + 1,), f"bad scores shape {scores.shape}")
     write_arpa(model, scratch_dir / "copy.arpa")
     copy = read_arpa(scratch_dir / "copy.arpa")
-    _check(copy.num_ngrams == model.num_ngrams and copy.vocab == model.vocab, "no round trip")
+    check(copy.num_ngrams == model.num_ngrams and copy.vocab == model.vocab, "no round trip")
 
 
-def _check_matrices(items) -> None:
+def check_matrices(items) -> None:
+    """``(key, matrix)`` pairs as an archive reader must return them: clean keys, 2-D arrays."""
     for key, matrix in items:
-        _check(bool(key) and not re.search(r"[ \t\n\r\v\f]", key), f"bad key {key!r}")
-        _check(isinstance(matrix, np.ndarray) and matrix.ndim == 2, f"bad matrix for {key!r}")
+        check(bool(key) and not re.search(r"[ \t\n\r\v\f]", key), f"bad key {key!r}")
+        check(isinstance(matrix, np.ndarray) and matrix.ndim == 2, f"bad matrix for {key!r}")
 
 
 def _run_ark(data: bytes, scratch_dir: Path) -> None:
-    from asr.features.io import _kaldi_io, read_matrices_ark
+    from asr.features.io import read_matrices_ark
 
     path = _write(scratch_dir, "feats.ark", data)
     ours = list(read_matrices_ark(path))
-    _check_matrices(ours)
+    check_matrices(ours)
     # The peer: what kaldi_io reads must be what we read. kaldi_io stops at the first empty
     # key (whitespace before a key, which Kaldi skips, as we do): its entries are a prefix
     # of ours. It decodes keys as Latin-1, we as UTF-8: compare the bytes.
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            peer = [(key, np.asarray(m)) for key, m in _kaldi_io().read_mat_ark(str(path))]
+            import kaldi_io  # prints a KALDI_ROOT banner on import
+
+            peer = [(key, np.asarray(m)) for key, m in kaldi_io.read_mat_ark(str(path))]
     except Exception:  # noqa: BLE001 - the peer is stricter (keys matching \S+ only)
         return
-    _check(len(peer) <= len(ours), "kaldi_io reads more matrices than we do")
+    check(len(peer) <= len(ours), "kaldi_io reads more matrices than we do")
     for (key, mine), (peer_key, theirs) in zip(ours, peer, strict=False):
-        _check(key.encode() == peer_key.encode("latin-1"), f"key {key!r} vs kaldi_io's")
+        check(key.encode() == peer_key.encode("latin-1"), f"key {key!r} vs kaldi_io's")
         same = mine.shape == theirs.shape and np.array_equal(mine, theirs, equal_nan=True)
-        _check(same, f"matrix {key!r} differs from kaldi_io's")
+        check(same, f"matrix {key!r} differs from kaldi_io's")
 
 
 def _run_scp(data: bytes, scratch_dir: Path) -> None:
     from asr.features.io import read_matrices_scp
 
-    _check_matrices(list(read_matrices_scp(_write(scratch_dir, "feats.scp", data))))
+    check_matrices(list(read_matrices_scp(_write(scratch_dir, "feats.scp", data))))
 
 
 # ---- seeds from real files
 
 
-def _wav_bytes(samples: np.ndarray, rate: int, fmt: str = "WAV") -> bytes:
+def wav_bytes(samples: np.ndarray, rate: int, fmt: str = "WAV") -> bytes:
+    """``samples`` encoded as a 16-bit sound file (``fmt``: a soundfile format) in memory."""
     import soundfile as sf
 
     buffer = io.BytesIO()
@@ -287,8 +297,8 @@ def _audio_seeds(corpora_dir: Path) -> tuple[bytes, ...]:
     return (
         wav.read_bytes(),
         an4.read_bytes(),
-        _wav_bytes(excerpt, rate),
-        _wav_bytes(excerpt, rate, fmt="FLAC"),
+        wav_bytes(excerpt, rate),
+        wav_bytes(excerpt, rate, fmt="FLAC"),
     )
 
 
@@ -397,8 +407,8 @@ def build_targets(
     if {"recognize", "streaming"} & set(names):
         from google.protobuf.message import DecodeError
 
-        from asr.testing.servicer_fuzz import Aborted, ServicerDriver, servicer_seeds
         from server.generated import cloud_speech_pb2 as pb
+        from tests.support.servicer_fuzz import Aborted, ServicerDriver, servicer_seeds
 
         allowed = (Aborted, DecodeError)
 
