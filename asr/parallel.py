@@ -21,7 +21,6 @@ import concurrent.futures
 import contextlib
 import multiprocessing
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -114,11 +113,12 @@ def single_torch_thread() -> Iterator[None]:
 def _init_worker(initializer: Callable | None, initargs: tuple) -> None:
     """Every default worker: one torch thread (``num_jobs`` processes share the cores; with
     torch's default they oversubscribe them and small tensor ops wait on OpenMP barriers,
-    ~20x slower GMM scoring measured), then the caller's initializer."""
-    os.environ["OMP_NUM_THREADS"] = "1"  # read by torch when a job imports it later
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(1)
+    ~20x slower GMM scoring measured), then the caller's initializer. NumPy's BLAS keeps its
+    default: fMLLR estimation sums in BLAS, and a different thread count would change the
+    last bits of its results (and so the recipes' outputs)."""
+    import torch
+
+    torch.set_num_threads(1)
     if initializer is not None:
         initializer(*initargs)
 

@@ -91,8 +91,13 @@ def test_sat_decodes_held_out_takes_in_passes(setup, tri2, tri3, tmp_path):
         )
         wers[name] = summary.wer
     # 40 held-out digits after training on 100 (one error is 2.5 %): tri2 is the weakest model
-    # of tests/test_train_tri.py here; SAT on top of it must not be worse
-    assert wers["tri3"] <= 15.0 and wers["tri3"] <= wers["tri2"], wers
+    # of tests/test_train_tri.py here; SAT on top of it must not be worse beyond noise. At the
+    # ~3 % error rate of these models the error count on 40 words has a standard deviation of
+    # about one word (sqrt(40 * 0.03 * 0.97) = 1.1), and another CPU's BLAS kernels move
+    # single decisions (seen: tri2 1 error, tri3 2 errors on an AMD EPYC), so the margin is two
+    # words (about 2 sigma) rather than none.
+    two_words = 2 * 100.0 / 40
+    assert wers["tri3"] <= 15.0 and wers["tri3"] <= wers["tri2"] + two_words, wers
     hyp = (tmp_path / "tri3" / "decode" / "hyp.txt").read_text().splitlines()
     assert len(hyp) == 40
     # each test speaker got its own (non-identity) transform from the first pass
