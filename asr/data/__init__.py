@@ -1,4 +1,4 @@
-"""Kaldi data directories and corpus preparers (AN4, FSDD, yesno).
+"""Kaldi data directories and corpus preparers (AN4, FSDD, yesno, speechocean762).
 
 >>> from asr.data import read_data_dir, prepare_yesno  # doctest: +SKIP
 >>> sets = prepare_yesno("corpora/yesno", "data/yesno")  # doctest: +SKIP
@@ -19,17 +19,27 @@ from asr.data.datadir import (
     write_kaldi_map,
 )
 from asr.data.fsdd import prepare_fsdd
+from asr.data.speechocean762 import (
+    Speechocean762Set,
+    prepare_speechocean762,
+    read_speechocean762_portion,
+    select_stratified_dev_speakers,
+)
 from asr.data.yesno import prepare_yesno
 
 __all__ = [
     "DATA_DIR_FILES",
     "DataDir",
+    "Speechocean762Set",
     "prepare_an4",
     "prepare_fsdd",
+    "prepare_speechocean762",
     "prepare_yesno",
     "read_data_dir",
     "read_kaldi_map",
+    "read_speechocean762_portion",
     "select_dev_speakers",
+    "select_stratified_dev_speakers",
     "total_duration_seconds",
     "validate_data_dir",
     "write_data_dir",
