@@ -44,7 +44,7 @@ from asr import __version__
 from asr.decode.viterbi import DecoderConfig
 from asr.errors import AsrError, ModelError
 from asr.features.pipeline import FeaturePipelineConfig
-from asr.fileio import atomic_write_text
+from asr.fileio import atomic_write_text, make_temp_dir
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -208,17 +208,17 @@ def export_bundle(
 
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+        tmp = make_temp_dir(out_dir.parent, prefix=f".{out_dir.name}.")  # mode from the umask
     except OSError as err:  # a read-only or full parent directory
         raise OSError(err.errno, err.strerror, str(out_dir)) from None
     try:
         (tmp / "model").mkdir()
         (tmp / "graph").mkdir()
         for path in _model_files(model_dir):
-            shutil.copy2(path, tmp / "model" / path.name)
+            shutil.copyfile(path, tmp / "model" / path.name)  # new files: umask permissions
         for name in _GRAPH_FILES:
             if (graph_dir / name).is_file():
-                shutil.copy2(graph_dir / name, tmp / "graph" / name)
+                shutil.copyfile(graph_dir / name, tmp / "graph" / name)
         files = {
             str(p.relative_to(tmp)): {"sha256": sha256_file(p), "size": p.stat().st_size}
             for p in sorted(tmp.rglob("*"))

@@ -17,19 +17,49 @@ import contextlib
 import errno
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-
-def _new_file_mode() -> int:
-    """Permissions of a newly created file under the process umask (``0o666 & ~umask``)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+_UMASK_LOCK = threading.Lock()
 
 
-_NEW_FILE_MODE = _new_file_mode()
+def current_umask() -> int:
+    """The process umask now (read from ``/proc/self/status`` where Linux has it, since
+    setting and restoring it with ``os.umask`` races with other threads creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        umask = os.umask(0o077)
+        os.umask(umask)
+    return umask
+
+
+def new_file_mode() -> int:
+    """Permissions of a newly created file under the current umask (``0o666 & ~umask``)."""
+    return 0o666 & ~current_umask()
+
+
+def new_dir_mode() -> int:
+    """Permissions of a newly created directory under the current umask (``0o777 & ~umask``)."""
+    return 0o777 & ~current_umask()
+
+
+def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """A new, uniquely named directory in ``parent`` (to fill, then rename into place) with
+    the permissions of any new directory under the umask -- not ``tempfile.mkdtemp``'s
+    ``0700``, which a renamed output would keep (unreadable to a service account)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(path, new_dir_mode())
+    return path
+
+
 # errors of writing a file (disk full, over quota, over RLIMIT_FSIZE, read-only file system)
 _WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
 
@@ -56,7 +86,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
         with os.fdopen(fd, mode, **open_kwargs) as handle:
             yield handle
             handle.flush()
-            os.fchmod(handle.fileno(), _NEW_FILE_MODE)  # mkstemp's 0600 is not what users expect
+            os.fchmod(handle.fileno(), new_file_mode())  # not mkstemp's 0600: honour the umask
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except OSError as err:

@@ -80,7 +80,7 @@ async def _idle(server: ServerProcess | None, timeout_s: float = 30.0) -> dict:
     start = time.monotonic()
     stats = await asyncio.to_thread(
         server.wait_stats,
-        lambda s: s["active_streams"] == 0 and s["streaming_calls"] == 0,
+        lambda s: s["active_streams"] == 0 and s["streaming_calls_active"] == 0,
         timeout_s=timeout_s,
     )
     last = stats or server.stats() or {}
@@ -89,7 +89,7 @@ async def _idle(server: ServerProcess | None, timeout_s: float = 30.0) -> dict:
         "idle": stats is not None,
         "seconds": round(time.monotonic() - start, 2),
         "active_streams": last.get("active_streams"),
-        "streaming_calls": last.get("streaming_calls"),
+        "streaming_calls_active": last.get("streaming_calls_active"),
     }
 
 

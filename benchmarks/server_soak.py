@@ -140,7 +140,7 @@ class Soak:
             return None
         idle = await asyncio.to_thread(
             self.server.wait_stats,
-            lambda s: s["active_streams"] == 0 and s["streaming_calls"] == 0,
+            lambda s: s["active_streams"] == 0 and s["streaming_calls_active"] == 0,
             timeout_s=timeout_s,
         )
         reference = self.reference()

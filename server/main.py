@@ -52,6 +52,7 @@ from server.servicer import SERVICE_NAME, ServicerLimits, SpeechServicer, add_se
 __all__ = [
     "RunningServer",
     "ServerConfig",
+    "bind_problem",
     "is_loopback_host",
     "load_recognizers",
     "load_server_credentials",
@@ -209,7 +210,8 @@ class RunningServer:
     def stats(self) -> dict[str, Any]:
         """Scheduler stats plus streams in progress and the process's CPU time and RSS."""
         out = self.scheduler.stats()
-        out["streaming_calls"] = self.servicer.num_streams
+        out["streaming_calls"] = self.servicer.num_streaming_calls  # since the start
+        out["streaming_calls_active"] = self.servicer.num_streams
         times = os.times()
         out["cpu_s"] = round(times.user + times.system, 3)
         out["rss_mb"] = _rss_mb()
@@ -287,12 +289,16 @@ async def start_server(recognizers: Mapping[str, Any], config: ServerConfig | No
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     address = f"{config.host}:{config.port}"
-    if credentials is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, credentials)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpc: "Failed to bind to address ..."
+        port = 0
     if port == 0:
-        raise ServerError(f"cannot bind {config.host}:{config.port} (in use or not permitted)")
+        why = bind_problem(config.host, config.port) or "gRPC could not bind it"
+        raise ServerError(f"cannot bind {address}: {why}")
     scheduler.start()
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -351,6 +357,39 @@ def load_recognizers(models: Mapping[str, str | os.PathLike], *, device: str = "
     if not models:
         raise ServerError("no model given: pass at least one bundle directory")
     return {name: Recognizer.from_dir(path, device=device) for name, path in models.items()}
+
+
+def bind_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be bound now (asked of the OS with a plain socket, closed at
+    once), and what to do; None when it can (or ``port`` is 0, any free port)."""
+    import errno
+    import socket
+
+    if port == 0:
+        return None
+    literal = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        infos = socket.getaddrinfo(literal, port, type=socket.SOCK_STREAM)
+    except OSError as err:
+        return f"cannot resolve {host!r}: {err}"
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # as gRPC binds: connections of an earlier server in TIME_WAIT do not count
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(sockaddr)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                return (
+                    "address in use (another server is listening there: stop it, or choose "
+                    "another port with --port)"
+                )
+            if err.errno == errno.EACCES:
+                return "permission denied (ports below 1024 need privileges: choose --port)"
+            if err.errno == errno.EADDRNOTAVAIL:
+                return "no such address on this machine (check --host)"
+            return err.strerror or str(err)
+    return None
 
 
 def _rss_mb() -> float | None:

@@ -147,11 +147,17 @@ class SpeechServicer(pb_grpc.SpeechServicer):
         self.limits = limits or ServicerLimits()
         self.accepting = True
         self._num_streams = 0
+        self._num_streaming_calls = 0
 
     @property
     def num_streams(self) -> int:
         """StreamingRecognize calls in progress."""
         return self._num_streams
+
+    @property
+    def num_streaming_calls(self) -> int:
+        """StreamingRecognize calls accepted since the start (finished ones included)."""
+        return self._num_streaming_calls
 
     # ---- validation
 
@@ -252,6 +258,7 @@ class SpeechServicer(pb_grpc.SpeechServicer):
                 f"the server is full ({self.limits.max_streams} concurrent streams); retry later",
             )
         self._num_streams += 1
+        self._num_streaming_calls += 1
         slot: StreamSlot | None = None
         reader: asyncio.Task | None = None
         wall_s = self.limits.stream_wall_limit_s

@@ -66,6 +66,32 @@ def test_manifest_lists_every_file_with_its_sha256(bundle, yesno_model):
     assert bundle.silence_phones == silence
 
 
+def test_bundle_has_normal_permissions_under_umask_022(yesno_model, tmp_path):
+    """A service account must be able to read an exported bundle: drwxr-xr-x and -rw-r--r--
+    (the umask's), not the 0700 of a temporary directory renamed into place."""
+    import os
+    import stat
+
+    (tmp_path / "source").mkdir()
+    model = tmp_path / "source" / "model"
+    shutil.copytree(yesno_model["model"], model)
+    for path in model.rglob("*"):  # private source files: the bundle's own modes still apply
+        path.chmod(0o700 if path.is_dir() else 0o600)
+    old = os.umask(0o022)
+    try:
+        bundle = export_bundle(model, graph_dir=yesno_model["graph"], out_dir=tmp_path / "b")
+    finally:
+        os.umask(old)
+    modes = {
+        str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode)
+        for p in [bundle.root, *bundle.root.rglob("*")]
+    }
+    assert modes["b"] == 0o755
+    for name, mode in modes.items():
+        is_dir = (tmp_path / name).is_dir()
+        assert mode == (0o755 if is_dir else 0o644), (name, oct(mode))
+
+
 def test_bundled_model_scores_like_the_original(bundle, yesno_model):
     original = load_acoustic_model(yesno_model["model"])
     copied = load_acoustic_model(bundle.model_dir)

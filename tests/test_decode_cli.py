@@ -87,3 +87,24 @@ def test_decode_cli_errors_are_clean(tmp_path, graph_dir, capsys):
         == 2
     )
     assert not (out / "hyp.txt").exists()
+
+
+def test_decode_on_cuda_without_cuda_is_one_line_exit_2(tmp_path, graph_dir, capsys, monkeypatch):
+    """`asr decode --device cuda` on a torch without CUDA (or without a GPU): a one-line
+    error and exit 2, in both modes, not torch's AssertionError traceback."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    gdir, _, _ = graph_dir
+    ark = tmp_path / "loglikes.ark"
+    with open(ark, "wb") as f:
+        kaldi_io.write_mat(f, np.zeros((3, 5), np.float32), key="u1")
+    argvs = [
+        ["decode", "--graph", str(gdir), "--log-likes", str(ark), "--out", str(tmp_path / "o")],
+        ["decode", str(tmp_path / "model"), str(tmp_path / "data"), "--graph", str(gdir)],
+    ]
+    for argv in argvs:
+        assert main([*argv, "--device", "cuda"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("asr decode: error: device 'cuda': ") and err.count("\n") == 1
+        assert "--device cpu" in err

@@ -48,3 +48,20 @@ def test_is_up_to_date(tmp_path):
     assert is_up_to_date([out], [src])
     os.utime(src, (3_000, 3_000))
     assert not is_up_to_date([out], [src])
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask022", "umask027"])
+def test_new_files_and_temp_dirs_follow_the_umask_set_after_import(tmp_path, umask):
+    """The umask of the moment, not the one at import time; directories not mkdtemp's 0700."""
+    from asr.fileio import current_umask, make_temp_dir
+
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        atomic_write_text(tmp_path / "text", "a\n")
+        made = make_temp_dir(tmp_path, prefix=".out.")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "text").stat().st_mode) == 0o666 & ~umask
+    assert made.is_dir() and made.name.startswith(".out.")
+    assert stat.S_IMODE(made.stat().st_mode) == 0o777 & ~umask

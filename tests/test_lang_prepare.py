@@ -331,6 +331,26 @@ def test_lang_errors(tmp_path):
         read_lang(lang.path)
 
 
+def test_lang_dir_files_honour_the_umask(tmp_path):
+    """L.fst and L_disambig.fst are readable like every other file of the lang dir (-rw-r--r--
+    under umask 022), not the 0600 of a temporary file renamed into place."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        lang = prepare_lang(Lexicon.from_pairs([("YES", "Y"), ("NO", "N")]), tmp_path / "lang")
+    finally:
+        os.umask(old)
+    modes = {
+        str(p.relative_to(lang.path)): stat.S_IMODE(p.stat().st_mode)
+        for p in lang.path.rglob("*")
+        if p.is_file()
+    }
+    assert {"L.fst", "L_disambig.fst"} <= set(modes)
+    assert {name: oct(mode) for name, mode in modes.items() if mode != 0o644} == {}
+
+
 def _cli(argv):
     parser = argparse.ArgumentParser(prog="asr")
     cli_lang.register(parser.add_subparsers(dest="command", required=True))

@@ -98,3 +98,56 @@ def test_official_client_on_real_audio(server, recognizer, test_files, tmp_path)
     finals = [r for r in out["streaming"] if r["is_final"]]
     assert [r["transcript"] for r in finals] == stream_directly(recognizer, path)
     assert any(not r["is_final"] for r in out["streaming"])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_asr_stream_waits_for_a_server_started_after_it(recognizer, test_files, capsys):
+    """The quick start pasted as one block: `asr stream` starts before the server is up and
+    waits for it (--wait); with nothing listening it gives up with one line, exit 2."""
+    import threading
+
+    port = _free_port()
+    path = str(test_files[0])
+    started: list[ServerThread] = []
+    timer = threading.Timer(
+        2.0, lambda: started.append(ServerThread({"default": recognizer}, ServerConfig(port=port)))
+    )
+    timer.start()
+    try:
+        assert main(["stream", path, "--server", f"127.0.0.1:{port}", "--wait", "60"]) == 0
+    finally:
+        timer.join()
+        for srv in started:
+            srv.stop()
+    out = capsys.readouterr().out
+    assert started and out == f"{path}\t{' '.join(stream_directly(recognizer, Path(path)))}\n"
+    assert main(["stream", path, "--server", f"127.0.0.1:{_free_port()}", "--wait", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("asr stream: error: cannot connect to 127.0.0.1:") and "--wait" in err
+    assert err.count("\n") == 1
+
+
+def test_second_server_on_a_taken_port_is_one_line(server, yesno_server_bundle, capsys):
+    """A port in use: ServerError from start_server (not gRPC's RuntimeError), and
+    `asr serve` says so in one line with exit 2, before loading its models."""
+    import asyncio
+
+    from asr.errors import ServerError
+    from server.main import start_server
+
+    port = server.running.port
+    recognizers = server.running.servicer.recognizers
+    with pytest.raises(ServerError, match=rf"cannot bind 127.0.0.1:{port}: address in use"):
+        asyncio.run(start_server(recognizers, ServerConfig(port=port)))
+    argv = ["serve", "--model", str(yesno_server_bundle), "--port", str(port)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"asr serve: error: cannot bind 127.0.0.1:{port}: address in use")
+    assert err.count("\n") == 1 and "--port" in err

@@ -538,6 +538,29 @@ def test_asr_serve_config_from_args(certs, monkeypatch):
         config_from_args(serve_args("--max-stream-wall-s", "0"), {})
 
 
+def test_asr_serve_stats_line_is_off_on_a_terminal_by_default(monkeypatch):
+    """`asr serve &` in a shell: no JSON stats blob every minute on the terminal; a service
+    whose log is a file or pipe keeps the 60 s stats line; --stats-interval decides."""
+    from asr.cli import serve as serve_cli
+    from asr.cli.serve import config_from_args
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert serve_cli.stats_interval(None, Tty()) == 0.0
+    assert serve_cli.stats_interval(None, io.StringIO()) == 60.0
+    assert serve_cli.stats_interval(5.0, Tty()) == 5.0
+    assert serve_cli.stats_interval(0.0, io.StringIO()) == 0.0
+    with pytest.raises(ServerError, match="--stats-interval"):
+        serve_cli.stats_interval(-1.0, io.StringIO())
+    monkeypatch.setattr(sys, "stderr", Tty())
+    assert config_from_args(serve_args(), {}).stats_interval_s == 0.0
+    assert config_from_args(serve_args("--stats-interval", "7"), {}).stats_interval_s == 7.0
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert config_from_args(serve_args(), {}).stats_interval_s == 60.0
+
+
 def test_asr_serve_help_shows_security_and_limit_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["serve", "--help"])

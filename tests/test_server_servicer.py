@@ -332,6 +332,22 @@ def test_stats(server, stub):
     )
 
 
+def test_streaming_calls_counts_every_stream_not_only_open_ones():
+    """stats()["streaming_calls"]: StreamingRecognize calls since the start (it used to be the
+    calls in progress, so 0 after six finished streams); the open ones are reported apart."""
+    srv = ServerThread({"default": FakeRecognizer()}, ServerConfig(port=0))
+    try:
+        assert srv.running.stats()["streaming_calls"] == 0
+        with grpc.insecure_channel(srv.address) as channel:
+            stub = pb_grpc.SpeechStub(channel)
+            for _ in range(6):
+                run_stream(stub, [streaming_config(), *audio_requests(bursts([(0.1, 0.4)], 0.6))])
+        stats = srv.running.stats()
+        assert stats["streaming_calls"] == 6 and stats["streaming_calls_active"] == 0
+    finally:
+        srv.stop()
+
+
 def test_graceful_shutdown_finishes_streams_in_flight():
     srv = ServerThread({"default": FakeRecognizer()}, ServerConfig(port=0))
     channel = grpc.insecure_channel(srv.address)

@@ -227,3 +227,93 @@ def test_library_transcribe_files_on_a_callers_executor_keeps_input_order(setup)
     pooled = list(transcribe_files(setup["bundle"], items[:-1], utt2spk=one_speaker))
     speaker = rec.transcribe_speaker([i.path for i in items[:-1]])
     assert [r["text"] for r in pooled] == [result.text for result in speaker]
+
+
+def test_summary_has_one_rtf_for_one_job_and_no_nan_when_all_fail(setup):
+    path = str(setup["wavs"][setup["names"][0]])
+    code, _, err = run(["transcribe", "--model", str(setup["bundle"]), "--nj", "4", path])
+    line = err.strip().splitlines()[-1]
+    assert code == 0 and line.startswith("asr transcribe: 1 file transcribed, 0 failed; ")
+    assert line.count("RTF") == 1 and "per job" not in line and "nan" not in line
+    rtf = float(line.rsplit("RTF ", 1)[1])
+    assert 0 < rtf < 5
+    bad = [str(setup["inputs"] / n) for n in ("empty.wav", "corrupt.wav")]
+    code, _, err = run(["transcribe", "--model", str(setup["bundle"]), "--no-progress", *bad])
+    line = err.strip().splitlines()[-1]
+    assert code == 1 and line == "asr transcribe: 0 files transcribed, 2 failed"
+
+
+def test_cuda_without_cuda_is_one_line_exit_2(setup, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    path = str(setup["wavs"][setup["names"][0]])
+    code, out, err = run(["transcribe", "--model", str(setup["bundle"]), "--device", "cuda", path])
+    assert code == 2 and out == ""
+    assert err.startswith("asr transcribe: error: device 'cuda': ") and err.count("\n") == 1
+
+
+def _json_words(setup, path) -> list[dict]:
+    code, out, _ = run(["transcribe", "--model", str(setup["bundle"]), "--format", "json", path])
+    assert code == 0
+    return json.loads(out)["words"]
+
+
+def test_srt_and_vtt_subtitles_parse_and_equal_the_json_words(setup, tmp_path):
+    """--format srt|vtt: files the `srt` and `webvtt-py` parsers accept, whose cue texts joined
+    are the JSON words, cue times the words' boundaries, split at pauses > 0.5 s."""
+    import srt
+    import webvtt
+
+    inputs = [str(setup["inputs"] / "long.wav"), str(setup["wavs"][setup["names"][0]])]
+    for path in inputs:
+        words = _json_words(setup, path)
+        assert len(words) >= 8
+        code, out, _ = run(["transcribe", "--model", str(setup["bundle"]), "--format", "srt",
+                            path])  # fmt: skip
+        cues = list(srt.parse(out))
+        assert code == 0 and cues
+        assert " ".join(c.content for c in cues) == " ".join(w["word"] for w in words)
+        starts = {round(w["start"], 3) for w in words}
+        ends = {round(w["end"], 3) for w in words}
+        for cue in cues:
+            assert round(cue.start.total_seconds(), 3) in starts
+            assert round(cue.end.total_seconds(), 3) in ends
+            assert cue.end - cue.start <= srt.timedelta(seconds=5) or " " not in cue.content
+        assert cues[0].start.total_seconds() == pytest.approx(words[0]["start"], abs=1e-3)
+        pauses = [b["start"] - a["end"] for a, b in zip(words, words[1:], strict=False)]
+        assert len(cues) >= 1 + sum(p > 0.5 for p in pauses)
+        out_file = tmp_path / "sub.vtt"
+        code, _, _ = run(["transcribe", "--model", str(setup["bundle"]), "--format", "vtt",
+                          "--output", str(out_file), path])  # fmt: skip
+        captions = webvtt.read(str(out_file)).captions
+        assert code == 0 and [c.text for c in captions] == [c.content for c in cues]
+    subs = tmp_path / "subs"
+    code, _, _ = run(["transcribe", "--model", str(setup["bundle"]), "--format", "srt",
+                      "--output-dir", str(subs), "--no-progress", *inputs])  # fmt: skip
+    assert code == 0 and sorted(p.name for p in subs.iterdir()) == sorted(
+        f"{Path(p).stem}.srt" for p in inputs
+    )
+    code, _, err = run(["transcribe", "--model", str(setup["bundle"]), "--format", "srt",
+                        *inputs])  # fmt: skip
+    assert code == 2 and "needs --output-dir" in err
+
+
+def test_scoring_file_stem_ids_says_why_and_what_to_do(setup, tmp_path):
+    """`asr transcribe FILES` names utterances by file stem; scoring that against the data
+    dir's text explains the mismatch and points at --data-dir."""
+    data = setup["test"]
+    files = [str(setup["wavs"][n]) for n in setup["names"][:2]]
+    hyp = tmp_path / "hyp.txt"
+    code, _, _ = run(["transcribe", "--model", str(setup["bundle"]), "--format", "kaldi",
+                      "--output", str(hyp), "--no-progress", *files])  # fmt: skip
+    assert code == 0
+    code, _, err = run(["score", str(data / "text"), str(hyp)])
+    assert code == 2 and err.count("\n") == 1
+    assert "2 hypothesis utterance(s) have no reference" in err
+    assert "look like file stems" in err and f"--data-dir {data}" in err
+    stem = Path(files[0]).stem
+    assert f"{stem!r} is utterance {setup['names'][0]!r}" in err
+    (tmp_path / "text").write_text("other1 YES\n")  # no wav.scp beside it: the general advice
+    code, _, err = run(["score", str(tmp_path / "text"), str(hyp)])
+    assert code == 2 and "--data-dir DIR" in err and "file stem" in err

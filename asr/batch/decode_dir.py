@@ -265,6 +265,7 @@ def decode_data_dir(
     disagree on ``num_pdfs``.
     """
     from asr.graph.mkgraph import GraphInfo
+    from asr.recognizer import resolve_device
 
     start = time.perf_counter()
     model_dir, graph_dir = Path(model_dir), Path(graph_dir)
@@ -279,6 +280,7 @@ def decode_data_dir(
     if num_jobs < 1:
         raise DecodeError(f"num_jobs must be >= 1, got {num_jobs}")
 
+    device = resolve_device(device)  # a one-line error for cuda without CUDA
     model = load_acoustic_model(model_dir, device=device)
     info = GraphInfo.read(graph_dir)
     if info.num_pdfs != model.num_pdfs:
@@ -456,8 +458,10 @@ def decode_log_likes_archive(
     import numpy as np
 
     from asr.features.io import read_matrices_ark
+    from asr.recognizer import resolve_device
 
     batcher = None
+    device = resolve_device(device)
     if device != "cpu":
         from asr.decode.batched import BatchedDecoder
 

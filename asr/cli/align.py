@@ -13,6 +13,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from asr.cli.common import HelpFormatter
+
+_EPILOG = """examples:
+  asr align data/yesno/train data/yesno/lang exp/yesno/mono exp/yesno/mono_ali
+  asr align data/an4/train data/an4/lang exp/an4/mono exp/an4/mono_ali --nj 2 --beam 10
+"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -21,11 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Align every utterance of DATA_DIR to its transcript with the model in "
         "MODEL_DIR (beam 10, retry beam 40, acoustic scale 0.1). Utterances that fail are "
         "listed in OUT_DIR/failed.txt and skipped.",
+        epilog=_EPILOG,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("data_dir", type=Path, metavar="DATA_DIR")
-    parser.add_argument("lang_dir", type=Path, metavar="LANG_DIR")
-    parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
-    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    parser.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="data dir with features")
+    parser.add_argument("lang_dir", type=Path, metavar="LANG_DIR", help="lang directory")
+    parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="GMM model directory")
+    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="alignment dir to write")
     parser.add_argument("--nj", type=int, default=1, metavar="N", help="parallel jobs")
     parser.add_argument("--beam", type=float, help="default: AlignConfig.beam")
     parser.add_argument("--retry-beam", type=float, help="default: AlignConfig.retry_beam")

@@ -34,7 +34,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from asr.cli.common import progress_enabled
+from asr.cli.common import HelpFormatter, progress_enabled
+
+_EPILOG = """examples:
+  asr decode exp/yesno/mono data/yesno/test --graph exp/yesno/mono/graph
+  asr decode exp/an4/mono data/an4/dev --graph exp/an4/mono/graph \\
+      --acoustic-scales 0.05,0.067,0.083,0.1 --nj 2
+  asr decode exp/an4/mono data/an4/test --graph exp/an4/mono/graph \\
+      --acoustic-scale-from exp/an4/mono/decode_dev
+  asr decode --graph exp/an4/mono/graph --log-likes loglikes.ark --out decode_test \\
+      --ref data/an4/test/text
+"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and score it against DATA_DIR/text; or (--log-likes) decode a Kaldi ark of "
         "(num_frames, num_pdfs) log-likelihood matrices. Viterbi beam search with Kaldi "
         "FasterDecoder semantics.",
+        epilog=_EPILOG,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("model_dir", nargs="?", type=Path, help="model directory")
     parser.add_argument("data_dir", nargs="?", type=Path, help="data dir with feats.scp")

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from asr.cli.common import progress_enabled
+from asr.cli.common import HelpFormatter, progress_enabled
 
 FEATURE_TYPES: tuple[str, ...] = ("mfcc", "fbank", "lpc", "lpcc")
 
@@ -24,6 +24,17 @@ examples:
   asr features compute data/yesno/train --type mfcc --nj 2
   asr features compute data/an4/train --type fbank --num-mel-bins 40 --out feats/an4/train
   asr features compute data/an4/test --config exp/an4/mono/feature_config.json
+"""
+
+_GROUP_EPILOG = """examples:
+  asr features compute data/yesno/train --type mfcc --nj 2
+  asr features show data/yesno/train/feats.scp --utt global-0_0_0_0_1_1_1_1 --rows 3
+"""
+
+_SHOW_EPILOG = """examples:
+  asr features show data/an4/train/feats.scp
+  asr features show data/yesno/train/feats.scp --utt global-0_0_0_0_1_1_1_1 --rows 3
+  asr features show data/yesno/train/data/cmvn.scp
 """
 
 # option dest -> config field, for the options that exist only for some feature types
@@ -53,6 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "features",
         help="compute features for a data directory, or show a feature archive",
         description="Feature extraction (MFCC, fbank, LPC, LPCC) for Kaldi data directories.",
+        epilog=_GROUP_EPILOG,
+        formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="features_command", metavar="ACTION", required=True)
 
@@ -96,8 +109,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="feature sampling rate; other audio is resampled "
         "(default: the rate of DATA_DIR's first readable audio file, or --config's)",
     )
-    compute.add_argument("--frame-length-ms", type=float, default=None, metavar="MS")
-    compute.add_argument("--frame-shift-ms", type=float, default=None, metavar="MS")
+    compute.add_argument(
+        "--frame-length-ms", type=float, default=None, metavar="MS",
+        help="analysis window length (default: 25, or --config's)",
+    )  # fmt: skip
+    compute.add_argument(
+        "--frame-shift-ms", type=float, default=None, metavar="MS",
+        help="hop between frames (default: 10, or --config's)",
+    )  # fmt: skip
     compute.add_argument(
         "--snip-edges",
         type=_bool,
@@ -127,6 +146,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="print the shapes (and first rows) of the matrices in an scp or ark file",
         description="Print '<key> <num_frames>x<dim>' per matrix of FEATS (an .scp or .ark "
         "file); with --utt, also the first --rows rows of that matrix.",
+        epilog=_SHOW_EPILOG,
+        formatter_class=HelpFormatter,
     )
     show.add_argument("feats", type=Path, metavar="FEATS", help="feats.scp, cmvn.scp or an .ark")
     show.add_argument("--utt", default=None, metavar="ID", help="only this key, with its rows")

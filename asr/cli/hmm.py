@@ -10,12 +10,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from asr.cli.common import HelpFormatter
+
+_EPILOG = """examples:
+  asr hmm init-mono data/an4/lang --out exp/an4/mono0
+  asr hmm init-mono data/yesno/lang --out /tmp/mono0
+"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "hmm",
         help="HMM model structure: monophone init (tree + transition model)",
         description="Create and inspect HMM model directories.",
+        epilog=_EPILOG,
+        formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="hmm_command", metavar="SUBCOMMAND", required=True)
     init = sub.add_parser(
@@ -24,9 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Build the monophone context-dependency tree and transition model of a "
         "lang dir (one pdf per phone and pdf-class), as Kaldi's gmm-init-mono does without "
         "the Gaussians, and save them as a model directory.",
+        epilog=_EPILOG,
+        formatter_class=HelpFormatter,
     )
-    init.add_argument("lang_dir", type=Path, metavar="LANG_DIR")
-    init.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR")
+    init.add_argument("lang_dir", type=Path, metavar="LANG_DIR", help="lang directory")
+    init.add_argument(
+        "--out", type=Path, required=True, metavar="MODEL_DIR", help="model directory to write"
+    )
     init.set_defaults(func=_init_mono)
 
 

@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "lang",
         help="build lang directories (phones, words, topology, L.fst)",
         description="Build Kaldi-style lang directories.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="lang_command", metavar="SUBCOMMAND", required=True)
     prep = sub.add_parser(

@@ -78,6 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "perplexity",
         help="perplexity of an ARPA model on a text (as SRILM ngram -ppl)",
         description="Report sentences, words, OOVs, logprob, ppl and ppl1 (SRILM's ngram -ppl).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ppl.add_argument("arpa", type=Path, help="ARPA model")
     ppl.add_argument("text", type=Path, help="Kaldi text file")
@@ -88,6 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "to-g",
         help="ARPA -> G.fst (Kaldi's arpa2fst via kaldilm)",
         description="Compile an ARPA model into G.fst with #0 on back-off arcs.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     to_g.add_argument("arpa", type=Path, help="ARPA model")
     to_g.add_argument("--words", type=Path, required=True, help="words.txt symbol table")

@@ -40,9 +40,20 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+EPILOG = """Each command has --help with examples: asr COMMAND --help, asr train mono --help.
+
+examples:
+  asr prepare yesno --corpus-dir ../shared/data/yesno --out data/yesno
+  asr features compute data/yesno/train --nj 2
+  asr transcribe --model exp/yesno/mono/bundle ../shared/data/yesno/waves_yesno/0_0_1_0_1_0_1_1.wav
+  asr train mono data/an4/train data/an4/lang exp/an4/mono @recipes/an4/conf/mono.conf --nj 2
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asr",
+        epilog=EPILOG,
         description="Speech recognition pipeline: prepare data, compute features, "
         "build graphs, train, decode, transcribe and serve.\n\n"
         "An argument @FILE reads options from FILE (one or more a line, # comments).",

@@ -29,8 +29,17 @@ import json
 import re
 from pathlib import Path
 
+from asr.cli.common import HelpFormatter
+
 _ORDER = ("mono", "tri1", "tri2", "tri3", "dnn", "dnn_stream", "ctc", "ctc_stream")
 _WER_LINE = re.compile(r"%WER\s+([0-9.]+)\s+\[\s*(\d+)\s*/\s*(\d+)")
+
+
+_EPILOG = """examples:
+  asr results exp/yesno
+  asr results exp/an4 --out recipes/an4/RESULTS.md --title "AN4"
+  asr results exp/an4 exp/an4_lpcc --out recipes/an4/RESULTS.md
+"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,8 +51,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "EXP_DIRs the first one's rows keep the model name and the others' rows are labelled "
         "'<model> (<tag>)', the tag being the directory name's suffix after the first one's name "
         "(exp/an4_lpcc next to exp/an4: 'mono (lpcc)'), else the directory's name.",
+        epilog=_EPILOG,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("exp_dirs", type=Path, nargs="+", metavar="EXP_DIR")
+    parser.add_argument(
+        "exp_dirs", type=Path, nargs="+", metavar="EXP_DIR",
+        help="a recipe's experiment dir (EXP/<model>/decode_<set>/wer)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, metavar="FILE", help="e.g. RESULTS.md")
     parser.add_argument("--title", default=None, help="heading (default: the first EXP_DIR's name)")
     parser.set_defaults(func=_results)

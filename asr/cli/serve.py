@@ -8,7 +8,11 @@ Example::
         --tls-cert server.pem --tls-key server.key --auth-token-file token.txt
 
 Clients select a model with ``RecognitionConfig.model`` (empty: the first one).
-Ctrl-C or SIGTERM drains gracefully: health NOT_SERVING, streams in flight finish.
+Ctrl-C or SIGTERM drains gracefully: health NOT_SERVING, streams in flight finish
+(a server started with ``asr serve ... &`` stops with ``kill %1``).
+A port already taken is one line and exit 2, checked before the models load.
+The periodic JSON stats line is logged only when asked (``--stats-interval S``) or when
+stderr, where it goes, is not a terminal (a service's log): 60 s then.
 """
 
 from __future__ import annotations
@@ -29,7 +33,14 @@ select models by name only (RecognitionConfig.model): nothing in a request names
 The server speaks google.cloud.speech.v1.Speech (Recognize, StreamingRecognize), the
 standard grpc.health.v1.Health service and server reflection (grpcurl -plaintext HOST:PORT list).
 
-example (a token file readable by you only):
+stopping: Ctrl-C, or SIGTERM (`kill PID`, `kill %1` for `asr serve ... &`) drains: health
+goes NOT_SERVING, new streams are refused, streams in flight get --grace-s to finish.
+
+examples:
+  asr serve --model exp/yesno/mono/bundle &     # then: asr stream FILE; stop it: kill %1
+  asr serve --model default=exp/an4/dnn/bundle --model digits=exp/fsdd/mono/bundle --port 50052
+  asr serve --model exp/an4/tri2/bundle --stats-interval 10 2>>server.log &
+  # a remote server (TLS, and a token file readable by you only):
   python -c 'import secrets; print(secrets.token_urlsafe(32))' > token.txt; chmod 600 token.txt
   asr serve --model BUNDLE --host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem \\
       --auth-token-file token.txt
@@ -61,7 +72,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="address to bind (default 127.0.0.1; any non-loopback address needs TLS and a token)",
     )  # fmt: skip
     parser.add_argument("--port", type=int, default=50051, help="port (default 50051; 0: any)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument(
+        "--device", default="auto", choices=("auto", "cpu", "cuda"),
+        help="where the models run (default auto: cuda when torch sees a GPU, else cpu)",
+    )  # fmt: skip
     security = parser.add_argument_group("security")
     security.add_argument(
         "--tls-cert", type=Path, metavar="PEM", help="serve TLS: certificate chain"
@@ -100,8 +114,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="at shutdown, time for streams in flight to finish (default 30)",
     )  # fmt: skip
     parser.add_argument(
-        "--stats-interval", type=float, default=60.0, metavar="S",
-        help="log a JSON stats line every S seconds (0: never; default 60)",
+        "--stats-interval", type=float, default=None, metavar="S",
+        help="log a JSON stats line every S seconds (0: never; default: 60 when stderr is "
+        "not a terminal, e.g. a service's log, else never)",
     )  # fmt: skip
     parser.add_argument(
         "--tick-ms", type=float, default=20.0, metavar="MS",
@@ -148,6 +163,22 @@ def auth_token(args: argparse.Namespace, environ=None) -> str | None:
     return token
 
 
+DEFAULT_STATS_INTERVAL_S = 60.0
+
+
+def stats_interval(value: float | None, log_stream) -> float:
+    """``--stats-interval``, or by default 60 s when the log (``log_stream``) is not a terminal
+    and 0 (off) when it is: no JSON blob in the middle of an interactive shell."""
+    from asr.errors import ServerError
+
+    if value is not None:
+        if value < 0:
+            raise ServerError(f"--stats-interval must be >= 0, got {value:g}")
+        return value
+    isatty = getattr(log_stream, "isatty", None)
+    return 0.0 if isatty is not None and isatty() else DEFAULT_STATS_INTERVAL_S
+
+
 def config_from_args(args: argparse.Namespace, environ=None):
     """The :class:`server.main.ServerConfig` of parsed ``asr serve`` arguments (checked)."""
     from server.main import ServerConfig, load_server_credentials
@@ -161,7 +192,7 @@ def config_from_args(args: argparse.Namespace, environ=None):
         max_stream_duration_s=args.max_stream_s,
         max_stream_wall_s=args.max_stream_wall_s,
         grace_s=args.grace_s,
-        stats_interval_s=args.stats_interval,
+        stats_interval_s=stats_interval(args.stats_interval, sys.stderr),
         scheduler=SchedulerConfig(tick_s=args.tick_ms / 1000.0),
         tls_cert_file=args.tls_cert,
         tls_key_file=args.tls_key,
@@ -177,10 +208,14 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from server.main import is_loopback_host, load_recognizers, serve
+    from asr.errors import ServerError
+    from server.main import bind_problem, is_loopback_host, load_recognizers, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = config_from_args(args)
+    problem = bind_problem(config.host, config.port)  # before the models take seconds to load
+    if problem is not None:
+        raise ServerError(f"cannot bind {config.host}:{config.port}: {problem}")
     if args.threads < 1:
         print(f"asr serve: --threads must be >= 1, got {args.threads}", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ import dataclasses
 import math
 from pathlib import Path
 
-from asr.cli.common import progress_enabled
+from asr.cli.common import HelpFormatter, progress_enabled
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,12 +26,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train acoustic models (mono, ...)",
         description="Train acoustic models from a data dir and a lang dir.",
+        epilog=_GROUP_EPILOG,
+        formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="train_command", metavar="MODEL", required=True)
     _register_mono(sub)
     _register_tri(sub)
     _register_sat(sub)
     _register_nnet(sub)
+
+
+_GROUP_EPILOG = """examples:
+  asr train mono data/yesno/train data/yesno/lang exp/yesno/mono --totgauss 400
+  asr train tri data/an4/train data/an4/lang exp/an4/mono exp/an4/tri1 --num-leaves 2000
+  asr train sat data/an4/train data/an4/lang exp/an4/tri2 exp/an4/tri3
+  asr train dnn data/an4/train data/an4/dev data/an4/lang exp/an4/tri3 exp/an4/dnn --fmllr
+  asr train ctc data/an4/train data/an4/dev data/an4/lang exp/an4/ctc --epochs 20
+"""
+
+_MONO_EXAMPLES = """examples:
+  asr train mono data/yesno/train data/yesno/lang exp/yesno/mono --totgauss 400
+  asr train mono data/an4/train data/an4/lang exp/an4/mono --nj 2 @recipes/an4/conf/mono.conf
+"""
+
+_TRI_EXAMPLES = """examples:
+  asr train tri data/an4/train data/an4/lang exp/an4/mono exp/an4/tri1 --num-leaves 2000 \\
+      --totgauss 10000
+  asr train tri data/an4/train data/an4/lang exp/an4/tri1 exp/an4/tri2 --mode lda-mllt
+"""
+
+_SAT_EXAMPLES = """examples:
+  asr train sat data/an4/train data/an4/lang exp/an4/tri2 exp/an4/tri3 --nj 2
+  asr train sat data/an4/train data/an4/lang exp/an4/tri2 exp/an4/tri3 --fmllr-iters 2,4,6,12
+"""
 
 
 def _register_nnet(sub: argparse._SubParsersAction) -> None:
@@ -49,23 +76,24 @@ def _register_mono(sub: argparse._SubParsersAction) -> None:
         "(or Baum-Welch) re-estimation with periodic re-alignment and mixing up. Writes the "
         "HMM files, gmm.pt, feature_pipeline.json, ali/ and train_log.json to OUT_DIR. An "
         "interrupted run resumes from its last finished iteration.",
+        formatter_class=HelpFormatter,
     )
-    mono.add_argument("data_dir", type=Path, metavar="DATA_DIR")
-    mono.add_argument("lang_dir", type=Path, metavar="LANG_DIR")
-    mono.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    mono.add_argument("data_dir", type=Path, metavar="DATA_DIR", help=_DATA_HELP)
+    mono.add_argument("lang_dir", type=Path, metavar="LANG_DIR", help=_LANG_HELP)
+    mono.add_argument("out_dir", type=Path, metavar="OUT_DIR", help=_OUT_HELP)
     mono.add_argument("--nj", type=int, default=1, metavar="N", help="parallel jobs (default 1)")
-    mono.add_argument("--num-iters", type=int, metavar="N")
+    mono.add_argument("--num-iters", type=int, metavar="N", help=_ITERS_HELP)
     mono.add_argument("--totgauss", type=int, metavar="N", help="target Gaussians")
-    mono.add_argument("--max-iter-inc", type=int, metavar="N")
-    mono.add_argument("--boost-silence", type=float, metavar="F")
+    mono.add_argument("--max-iter-inc", type=int, metavar="N", help=_MAX_ITER_INC_HELP)
+    mono.add_argument("--boost-silence", type=float, metavar="F", help=_BOOST_HELP)
     mono.add_argument(
         "--baum-welch",
         action="store_true",
         default=None,
         help="accumulate from forward-backward posteriors instead of Viterbi alignments",
     )
-    mono.add_argument("--seed", type=int)
-    mono.epilog = _DEFAULTS_NOTE.format(config="asr.gmm.train_mono.MonoConfig")
+    mono.add_argument("--seed", type=int, help=_SEED_HELP)
+    mono.epilog = _DEFAULTS_NOTE.format(config="asr.gmm.train_mono.MonoConfig") + _MONO_EXAMPLES
     mono.add_argument(
         "--force", action="store_true", help="retrain even when OUT_DIR is up to date"
     )
@@ -98,7 +126,16 @@ def _train_mono(args: argparse.Namespace) -> int:
     return 0
 
 
-_DEFAULTS_NOTE = "Options not given take the defaults of {config}."
+_DEFAULTS_NOTE = "Options not given take the defaults of {config}.\n\n"
+_DATA_HELP = "training data dir (with features)"
+_LANG_HELP = "lang directory"
+_ALI_HELP = "the previous model's dir, holding its alignments (ali/)"
+_OUT_HELP = "model directory to write"
+_ITERS_HELP = "training iterations"
+_MAX_ITER_INC_HELP = "the last iteration that adds Gaussians (mixing up)"
+_BOOST_HELP = "factor on the likelihoods of silence phones when aligning"
+_SEED_HELP = "random seed (Gaussian splits when mixing up)"
+_REALIGN_HELP = "iterations that re-align the data, e.g. 10,20,30"
 
 
 def _given(args: argparse.Namespace, *names: str) -> dict:
@@ -125,24 +162,28 @@ def _register_tri(sub: argparse._SubParsersAction) -> None:
         "train_lda_mllt.sh (--mode lda-mllt). Writes the HMM files, gmm.pt, "
         "feature_pipeline.json (and final.mat), ali/ and train_log.json to OUT_DIR. An "
         "interrupted run resumes from its last finished iteration.",
+        formatter_class=HelpFormatter,
     )
-    tri.add_argument("data_dir", type=Path, metavar="DATA_DIR")
-    tri.add_argument("lang_dir", type=Path, metavar="LANG_DIR")
-    tri.add_argument("ali_dir", type=Path, metavar="ALI_DIR")
-    tri.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    tri.add_argument("data_dir", type=Path, metavar="DATA_DIR", help=_DATA_HELP)
+    tri.add_argument("lang_dir", type=Path, metavar="LANG_DIR", help=_LANG_HELP)
+    tri.add_argument("ali_dir", type=Path, metavar="ALI_DIR", help=_ALI_HELP)
+    tri.add_argument("out_dir", type=Path, metavar="OUT_DIR", help=_OUT_HELP)
     tri.add_argument("--mode", choices=("deltas", "lda-mllt"), help="default: deltas")
     tri.add_argument("--num-leaves", type=int, metavar="N", help="tree leaves")
     tri.add_argument("--totgauss", type=int, metavar="N", help="target Gaussians")
     tri.add_argument("--nj", type=int, default=1, metavar="N", help="parallel jobs (default 1)")
-    tri.add_argument("--num-iters", type=int, metavar="N")
-    tri.add_argument("--max-iter-inc", type=int, metavar="N")
-    tri.add_argument("--realign-iters", type=_int_list, metavar="LIST")
-    tri.add_argument("--mllt-iters", type=_int_list, metavar="LIST")
-    tri.add_argument("--lda-dim", type=int, metavar="N")
+    tri.add_argument("--num-iters", type=int, metavar="N", help=_ITERS_HELP)
+    tri.add_argument("--max-iter-inc", type=int, metavar="N", help=_MAX_ITER_INC_HELP)
+    tri.add_argument("--realign-iters", type=_int_list, metavar="LIST", help=_REALIGN_HELP)
+    tri.add_argument(
+        "--mllt-iters", type=_int_list, metavar="LIST",
+        help="--mode lda-mllt: iterations that re-estimate the MLLT transform",
+    )  # fmt: skip
+    tri.add_argument("--lda-dim", type=int, metavar="N", help="--mode lda-mllt: LDA output dim")
     tri.add_argument("--tree-thresh", type=float, metavar="F", help="least gain of a tree split")
-    tri.add_argument("--boost-silence", type=float, metavar="F")
-    tri.add_argument("--seed", type=int)
-    tri.epilog = _DEFAULTS_NOTE.format(config="asr.gmm.train_tri.TriConfig")
+    tri.add_argument("--boost-silence", type=float, metavar="F", help=_BOOST_HELP)
+    tri.add_argument("--seed", type=int, help=_SEED_HELP)
+    tri.epilog = _DEFAULTS_NOTE.format(config="asr.gmm.train_tri.TriConfig") + _TRI_EXAMPLES
     tri.add_argument("--force", action="store_true", help="retrain even when OUT_DIR is up to date")
     tri.set_defaults(func=_train_tri)
 
@@ -188,21 +229,28 @@ def _register_sat(sub: argparse._SubParsersAction) -> None:
         "speakers' transforms), model.json, ali/ and train_log.json to OUT_DIR. `asr decode` "
         "decodes it in passes per speaker (SI pass, fMLLR, adapted passes). An interrupted "
         "run resumes from its last finished iteration.",
+        formatter_class=HelpFormatter,
     )
-    sat.add_argument("data_dir", type=Path, metavar="DATA_DIR")
-    sat.add_argument("lang_dir", type=Path, metavar="LANG_DIR")
-    sat.add_argument("ali_dir", type=Path, metavar="ALI_DIR")
-    sat.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    sat.add_argument("data_dir", type=Path, metavar="DATA_DIR", help=_DATA_HELP)
+    sat.add_argument("lang_dir", type=Path, metavar="LANG_DIR", help=_LANG_HELP)
+    sat.add_argument("ali_dir", type=Path, metavar="ALI_DIR", help=_ALI_HELP)
+    sat.add_argument("out_dir", type=Path, metavar="OUT_DIR", help=_OUT_HELP)
     sat.add_argument("--num-leaves", type=int, metavar="N", help="tree leaves")
     sat.add_argument("--totgauss", type=int, metavar="N", help="target Gaussians")
     sat.add_argument("--nj", type=int, default=1, metavar="N", help="parallel jobs (default 1)")
-    sat.add_argument("--num-iters", type=int, metavar="N")
-    sat.add_argument("--max-iter-inc", type=int, metavar="N")
-    sat.add_argument("--realign-iters", type=_int_list, metavar="LIST")
-    sat.add_argument("--fmllr-iters", type=_int_list, metavar="LIST")
+    sat.add_argument("--num-iters", type=int, metavar="N", help=_ITERS_HELP)
+    sat.add_argument("--max-iter-inc", type=int, metavar="N", help=_MAX_ITER_INC_HELP)
+    sat.add_argument("--realign-iters", type=_int_list, metavar="LIST", help=_REALIGN_HELP)
+    sat.add_argument(
+        "--fmllr-iters", type=_int_list, metavar="LIST",
+        help="iterations that re-estimate the speakers' fMLLR transforms",
+    )  # fmt: skip
     sat.add_argument("--tree-thresh", type=float, metavar="F", help="least gain of a tree split")
-    sat.add_argument("--seed", type=int)
-    sat.epilog = _DEFAULTS_NOTE.format(config="asr.gmm.train_sat.SatConfig (its tri: TriConfig)")
+    sat.add_argument("--seed", type=int, help=_SEED_HELP)
+    sat.epilog = (
+        _DEFAULTS_NOTE.format(config="asr.gmm.train_sat.SatConfig (its tri: TriConfig)")
+        + _SAT_EXAMPLES
+    )
     sat.add_argument("--force", action="store_true", help="retrain even when OUT_DIR is up to date")
     sat.set_defaults(func=_train_sat)
 

@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from asr.cli.common import progress_enabled
+from asr.cli.common import HelpFormatter, progress_enabled
 
 
 def _pair(text: str) -> tuple[int, int]:
@@ -45,16 +45,43 @@ def _floats(text: str) -> tuple[float, ...]:
         ) from None
 
 
+_DNN_EPILOG = """examples:
+  asr train dnn data/an4/train data/an4/dev data/an4/lang exp/an4/tri2 exp/an4/dnn
+  asr train dnn data/an4/train data/an4/dev data/an4/lang exp/an4/tri3 exp/an4/dnn --fmllr \\
+      @recipes/an4/conf/dnn.conf
+  torchrun --nproc_per_node 2 -m asr.cli.main train dnn ...   # DistributedDataParallel
+"""
+
+_CTC_EPILOG = """examples:
+  asr train ctc data/an4/train data/an4/dev data/an4/lang exp/an4/ctc --epochs 20
+  asr train ctc data/an4/train data/an4/dev data/an4/lang exp/an4/ctc_stream --unidirectional
+"""
+
+_DIR_HELP = {
+    "data_dir": "training data dir (with features)",
+    "dev_dir": "dev data dir (with features): the validation loss, early stopping",
+    "lang_dir": "lang directory",
+    "ali_dir": "a GMM model's alignment dir (its ali/) of DATA_DIR",
+    "out_dir": "model directory to write",
+}
+
+
 def _common(parser: argparse.ArgumentParser, *, epochs: int, lr: float, patience: int) -> None:
-    parser.add_argument("--epochs", type=int, default=epochs, metavar="N")
+    parser.add_argument(
+        "--epochs", type=int, default=epochs, metavar="N", help=f"epochs (default {epochs})"
+    )
     parser.add_argument("--lr", type=float, default=lr, metavar="LR", help="initial Adam LR")
-    parser.add_argument("--lr-schedule", choices=("newbob", "cosine", "constant"), default="newbob")
+    parser.add_argument("--lr-schedule", choices=("newbob", "cosine", "constant"), default="newbob",
+                        help="newbob: halve the LR when the dev loss stalls (default); "
+                        "cosine; constant")  # fmt: skip
     parser.add_argument("--patience", type=int, default=patience, metavar="N",
                         help="early stopping after N epochs without dev improvement (0: off)")  # fmt: skip
     parser.add_argument("--batch-frames", type=int, default=20000, metavar="N",
                         help="padded frames per batch (per rank)")  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=64, metavar="N")
-    parser.add_argument("--dropout", type=float, default=0.1, metavar="P")
+    parser.add_argument("--batch-size", type=int, default=64, metavar="N",
+                        help="most utterances per batch (default 64)")  # fmt: skip
+    parser.add_argument("--dropout", type=float, default=0.1, metavar="P",
+                        help="dropout probability (default 0.1)")  # fmt: skip
     parser.add_argument("--cmvn", choices=("speaker", "utterance", "sliding", "none"),
                         default="speaker", help="CMVN of the data dir's features (default speaker)")  # fmt: skip
     parser.add_argument(
@@ -63,7 +90,8 @@ def _common(parser: argparse.ArgumentParser, *, epochs: int, lr: float, patience
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda[:N]")
     parser.add_argument("--threads", type=int, default=0, metavar="N",
                         help="torch CPU threads per process (0: torch's default)")  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the initial weights, batch order, dropout (default 0)")  # fmt: skip
 
 
 def register_dnn(sub: argparse._SubParsersAction) -> None:
@@ -76,12 +104,17 @@ def register_dnn(sub: argparse._SubParsersAction) -> None:
         "OUT_DIR/ali_dev unless --dev-ali-dir). Priors from the alignment counts. OUT_DIR gets "
         "the HMM files (decode with the GMM's HCLG), final.pt, log_priors.npy, "
         "feature_pipeline.json, model.json, train_summary.json.",
+        epilog=_DNN_EPILOG,
+        formatter_class=HelpFormatter,
     )
     for name in ("data_dir", "dev_dir", "lang_dir", "ali_dir", "out_dir"):
-        dnn.add_argument(name, type=Path, metavar=name.upper())
-    dnn.add_argument("--dev-ali-dir", type=Path, default=None, metavar="DIR")
-    dnn.add_argument("--hidden-dim", type=int, default=384, metavar="N")
-    dnn.add_argument("--num-layers", type=int, default=5, metavar="N")
+        dnn.add_argument(name, type=Path, metavar=name.upper(), help=_DIR_HELP[name])
+    dnn.add_argument("--dev-ali-dir", type=Path, default=None, metavar="DIR",
+                     help="DEV_DIR's alignment (default: aligned into OUT_DIR/ali_dev)")  # fmt: skip
+    dnn.add_argument("--hidden-dim", type=int, default=384, metavar="N",
+                     help="units per TDNN layer (default 384)")  # fmt: skip
+    dnn.add_argument("--num-layers", type=int, default=5, metavar="N",
+                     help="TDNN layers (default 5)")  # fmt: skip
     dnn.add_argument("--context", type=_pair, default=(8, 8), metavar="L,R",
                      help="input context in frames (R = streaming latency; default 8,8)")  # fmt: skip
     dnn.add_argument(
@@ -102,13 +135,16 @@ def register_ctc(sub: argparse._SubParsersAction) -> None:
         "(<blk> = token 0; tokens = asr graph mktlg's default). Targets: each word's first "
         "pronunciation. OUT_DIR gets final.pt, tokens.txt, feature_pipeline.json, model.json, "
         "train_summary.json.",
+        epilog=_CTC_EPILOG,
+        formatter_class=HelpFormatter,
     )
     for name in ("data_dir", "dev_dir", "lang_dir", "out_dir"):
-        ctc.add_argument(name, type=Path, metavar=name.upper())
+        ctc.add_argument(name, type=Path, metavar=name.upper(), help=_DIR_HELP[name])
     ctc.add_argument(
         "--hidden", type=int, default=256, metavar="N", help="LSTM cells per direction"
     )
-    ctc.add_argument("--num-layers", type=int, default=3, metavar="N")
+    ctc.add_argument("--num-layers", type=int, default=3, metavar="N",
+                     help="LSTM layers (default 3)")  # fmt: skip
     ctc.add_argument("--unidirectional", action="store_true",
                      help="streaming variant (LSTM, forward_chunk)")  # fmt: skip
     ctc.add_argument("--conv-channels", type=int, default=256, metavar="N", help="0: no conv front")

@@ -29,8 +29,12 @@ EPILOG = """output formats (--format):
          schema: docs/transcribe_json_schema.json
   ctm    Kaldi CTM: "UTT_ID 1 START DURATION WORD CONFIDENCE" per word
   kaldi  "UTT_ID WORDS..." (a Kaldi text file: score it with `asr score REF_TEXT HYP`)
+  srt    SubRip subtitles, vtt: WebVTT; cues split at pauses over 0.5 s and at 5 s or 42
+         characters, times from the word boundaries; several inputs need --output-dir
 
-utt_id: the wav.scp key, else the file name without extension.
+utt_id: the wav.scp key, else the file name without extension (FILES and --dir); to
+score against a data dir's text, transcribe with --data-dir DIR (or --wav-scp DIR/wav.scp)
+so that the hypotheses keep its utterance ids.
 Speaker CMVN: a model trained with per-speaker CMVN (the recipes' GMM and DNN models)
 normalizes a lone file with its own statistics; give --utt2spk (or --data-dir) to pool
 the statistics of each speaker's files, as the recipe's decode stage does. Speaker-
@@ -47,8 +51,12 @@ examples:
   asr transcribe --model exp/an4/dnn/bundle --data-dir data/an4/dev --format kaldi \\
       --output hyp.txt && asr score data/an4/dev/text hyp.txt
   asr transcribe --model exp/an4/tri1/bundle --dir recordings/ --format json --output out.jsonl
+  asr transcribe --model exp/an4/tri1/bundle talk.wav --format srt --output talk.srt
+  asr transcribe --model exp/an4/tri1/bundle --dir recordings/ --format vtt --output-dir subs/
 """
 
+FORMATS = ("text", "json", "ctm", "kaldi", "srt", "vtt")
+SUBTITLE_FORMATS = ("srt", "vtt")
 _AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".sph")
 
 
@@ -76,10 +84,22 @@ def register(subparsers) -> None:
         metavar="DIR",
         help="a Kaldi data dir: its wav.scp, and its utt2spk when present",
     )
-    p.add_argument("--format", choices=("text", "json", "ctm", "kaldi"), default="text")
+    p.add_argument(
+        "--format", choices=FORMATS, default="text", help="output format (below; default text)"
+    )
     p.add_argument("--nj", type=int, default=1, metavar="N", help="parallel processes (1)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where the model runs (auto: cuda when torch sees a GPU, else cpu)",
+    )
     p.add_argument("--output", metavar="FILE", help="write here (atomically) instead of stdout")
+    p.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        help="--format srt|vtt: write one subtitle file per input, DIR/UTT_ID.srt (or .vtt)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -147,6 +167,8 @@ def _format(record: dict, fmt: str, *, many: bool) -> str:
     if fmt == "json":
         keys = ("file", "utt_id", "text", "words", "confidence", "duration")
         return json.dumps({k: record[k] for k in keys}, ensure_ascii=False) + "\n"
+    if fmt in SUBTITLE_FORMATS:
+        return subtitles(record, fmt)
     if fmt == "kaldi":
         return f"{record['utt_id']} {record['text']}".rstrip() + "\n"
     if fmt == "ctm":
@@ -158,10 +180,40 @@ def _format(record: dict, fmt: str, *, many: bool) -> str:
     return f"{record['file']}\t{record['text']}\n" if many else f"{record['text']}\n"
 
 
+def subtitles(record: dict, fmt: str) -> str:
+    """The SRT or VTT subtitles of one transcription record (its words and their times)."""
+    from asr.recognizer.subtitles import make_cues, to_srt, to_vtt
+
+    cues = make_cues((w["word"], w["start"], w["end"]) for w in record["words"])
+    return to_srt(cues) if fmt == "srt" else to_vtt(cues)
+
+
+def summary_line(
+    *, num_ok: int, num_failed: int, audio_s: float, processing_s: float, wall_s: float,
+    num_jobs: int,
+) -> str:  # fmt: skip
+    """The closing line: files, audio and wall time, and one real-time factor (decoding
+    time / audio time) -- with several jobs, also the wall-clock RTF of all of them."""
+    files = f"{num_ok} file{'' if num_ok == 1 else 's'} transcribed, {num_failed} failed"
+    if num_ok == 0 or audio_s <= 0:
+        return f"asr transcribe: {files}"
+    audio = f"{audio_s:.1f} s of audio" if audio_s < 3600 else f"{audio_s / 3600:.2f} h of audio"
+    rtf = processing_s / audio_s
+    if num_jobs == 1:
+        return (
+            f"asr transcribe: {files}; {audio} decoded in {processing_s:.1f} s "
+            f"({wall_s:.1f} s wall, model loading included): RTF {rtf:.4f}"
+        )
+    return (
+        f"asr transcribe: {files}; {audio} in {wall_s:.1f} s wall with {num_jobs} jobs: "
+        f"RTF {wall_s / audio_s:.4f} overall, {rtf:.4f} per job"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from asr.batch.transcribe import transcribe_files
+    from asr.batch.transcribe import TranscribeItem, speaker_groups, transcribe_files
     from asr.errors import AudioError
     from asr.fileio import atomic_write_text
     from asr.recognizer import resolve_device
@@ -175,10 +227,11 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    many = len(items) > 1
+    subtitle_dir = _subtitle_dir(args, many=many)
     utt2spk = read_utt2spk(args)
     start = time.perf_counter()
     device = resolve_device(args.device)
-    many = len(items) > 1
     out_parts: list[str] = []
     failed = 0
     audio_s = processing_s = 0.0
@@ -196,20 +249,41 @@ def run(args: argparse.Namespace) -> int:
                 audio_s += record["duration"]
                 processing_s += record["processing_s"]
             text = _format(record, args.format, many=many)
-            if args.output:
+            if subtitle_dir is not None:
+                if "error" not in record:
+                    path = subtitle_dir / f"{record['utt_id']}.{args.format}"
+                    atomic_write_text(path, text)
+            elif args.output:
                 out_parts.append(text)
             elif text:
                 sys.stdout.write(text)
                 sys.stdout.flush()
     if args.output:
         atomic_write_text(args.output, "".join(out_parts))
-    wall = time.perf_counter() - start
-    rtf = wall / audio_s if audio_s > 0 else float("nan")
-    per_job = processing_s / audio_s if audio_s > 0 else float("nan")
-    print(
-        f"asr transcribe: {len(items) - failed} files transcribed, {failed} failed; "
-        f"{audio_s / 3600:.4f} h of audio in {wall:.1f} s wall: RTF {rtf:.4f} "
-        f"({per_job:.4f} per job, {args.nj} job{'s' if args.nj > 1 else ''})",
-        file=sys.stderr,
-    )
+    groups = speaker_groups([TranscribeItem(*item) for item in items], utt2spk)
+    num_jobs = min(args.nj, len(groups))
+    line = summary_line(
+        num_ok=len(items) - failed, num_failed=failed, audio_s=audio_s,
+        processing_s=processing_s, wall_s=time.perf_counter() - start, num_jobs=num_jobs,
+    )  # fmt: skip
+    print(line, file=sys.stderr)
     return 1 if failed else 0
+
+
+def _subtitle_dir(args: argparse.Namespace, *, many: bool) -> Path | None:
+    """--output-dir for subtitles (checked against --format and --output), or None."""
+    from asr.errors import AudioError
+
+    if args.output_dir is None:
+        if args.format in SUBTITLE_FORMATS and many:
+            raise AudioError(
+                f"--format {args.format} with several inputs needs --output-dir DIR "
+                f"(one DIR/UTT_ID.{args.format} per input)"
+                + (" instead of --output" if args.output else "")
+            )
+        return None
+    if args.format not in SUBTITLE_FORMATS:
+        raise AudioError("--output-dir is for --format srt or vtt; use --output FILE")
+    if args.output:
+        raise AudioError("give --output (one input) or --output-dir, not both")
+    return Path(args.output_dir)

@@ -98,9 +98,32 @@ def resolve_device(device: str) -> str:
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu" or device == "cuda" or device.startswith("cuda:"):
+    if device == "cpu":
+        return device
+    if device == "cuda" or device.startswith("cuda:"):
+        check_cuda_device(device)
         return device
     raise ModelError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+
+
+def check_cuda_device(device: str) -> None:
+    """Raise :class:`ModelError` (one line, no traceback) when ``device`` (``cuda``, ``cuda:N``)
+    cannot be used: a torch built without CUDA, no GPU visible, or no GPU ``N``."""
+    import torch
+
+    if not torch.cuda.is_available():
+        why = (
+            f"this torch ({torch.__version__}) was built without CUDA"
+            if torch.version.cuda is None
+            else "torch sees no CUDA GPU (driver, CUDA_VISIBLE_DEVICES?)"
+        )
+        raise ModelError(f"device {device!r}: {why}; use --device cpu (or auto)")
+    index = device.partition(":")[2]
+    if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+        raise ModelError(
+            f"device {device!r}: no such GPU ({torch.cuda.device_count()} visible: "
+            f"cuda:0..cuda:{torch.cuda.device_count() - 1})"
+        )
 
 
 class Recognizer:
