@@ -1,7 +1,10 @@
 """Atomic file output and up-to-date checks shared by every pipeline step.
 
 Steps write to a temporary file beside the target and ``os.replace`` it into
-place, so an interrupted run never leaves a half-written output behind.
+place, so an interrupted run never leaves a half-written output behind. A temporary whose
+bytes equal the existing target's is dropped instead, so the target keeps its modification
+time: a rerun step that produces the same output does not make the later steps (whose
+up-to-date checks compare modification times) out of date.
 
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
@@ -88,7 +92,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
             handle.flush()
             os.fchmod(handle.fileno(), new_file_mode())  # not mkstemp's 0600: honour the umask
             os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+        replace_if_changed(tmp_name, path)
     except OSError as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
@@ -102,10 +106,52 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
         raise
 
 
+def _same_bytes(a: Path, b: Path, chunk_size: int = 1 << 20) -> bool:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            chunk = fa.read(chunk_size)
+            if chunk != fb.read(chunk_size):
+                return False
+            if not chunk:
+                return True
+
+
+def replace_if_changed(tmp: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """Move the finished temporary file ``tmp`` onto ``path``, unless ``path`` is a regular
+    file with the same bytes and permissions: then ``tmp`` is removed and ``path`` (with its
+    modification time) kept. Returns whether ``path`` was replaced."""
+    tmp, path = Path(tmp), Path(path)
+    try:
+        old, new = path.lstat(), tmp.stat()
+        unchanged = (
+            stat.S_ISREG(old.st_mode)
+            and old.st_size == new.st_size
+            and stat.S_IMODE(old.st_mode) == stat.S_IMODE(new.st_mode)
+            and _same_bytes(tmp, path)
+        )
+    except OSError:  # no old file (or an unreadable one): replace it
+        unchanged = False
+    if unchanged:
+        tmp.unlink()
+        return False
+    os.replace(tmp, path)
+    return True
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_write(path, "w") as handle:
         handle.write(text)
+
+
+def touch(paths: Iterable[str | os.PathLike]) -> None:
+    """Set the modification time of each existing path in ``paths`` to now. A step that
+    checks :func:`is_up_to_date` calls it on its outputs after it ran: an output rewritten with
+    the same bytes keeps its old time (:func:`replace_if_changed`), and would otherwise stay
+    older than the input that made the step run, which would then run on every rerun."""
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(path)
 
 
 def is_up_to_date(

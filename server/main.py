@@ -86,6 +86,7 @@ class ServerConfig:
     tls_key_file: Path | None = None
     auth_token: str | None = field(default=None, repr=False)
     insecure_allow_remote: bool = False
+    web_port: int | None = None  # the browser demo (server.web_demo) on this port; None: off
 
     @property
     def tls(self) -> bool:
@@ -94,6 +95,8 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ServerError(f"port must be in 0..65535, got {self.port}")
+        if self.web_port is not None and not 0 <= self.web_port <= 65535:
+            raise ServerError(f"web_port must be in 0..65535, got {self.web_port}")
         if self.max_streams < 1:
             raise ServerError(f"max_streams must be >= 1, got {self.max_streams}")
         if self.max_message_bytes < 1024:
@@ -202,10 +205,26 @@ class RunningServer:
         self.config: ServerConfig = config
         self._stats_task: asyncio.Task | None = None
         self._stopped = False
+        self.web = None  # the running browser demo (server.web_demo), if any
+
+    @property
+    def web_port(self) -> int | None:
+        return None if self.web is None else self.web.port
 
     @property
     def address(self) -> str:
         return f"{self.config.host}:{self.port}"
+
+    @property
+    def web_url(self) -> str | None:
+        """The browser demo's page (``server.web_demo``), or None when it is off."""
+        if self.web is None:
+            return None
+        scheme = "https" if self.config.tls else "http"
+        host = self.config.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{scheme}://{host}:{self.web.port}/"
 
     def stats(self) -> dict[str, Any]:
         """Scheduler stats plus streams in progress and the process's CPU time and RSS."""
@@ -239,6 +258,8 @@ class RunningServer:
         if drain > 0:
             await asyncio.sleep(drain)
         await self.server.stop(grace)
+        if self.web is not None:
+            await self.web.stop()
         await self.scheduler.stop()
         logger.info("stopped: %s", json.dumps(self.stats()))
 
@@ -311,6 +332,28 @@ async def start_server(recognizers: Mapping[str, Any], config: ServerConfig | No
         port=port,
         config=config,
     )
+    if config.web_port is not None:
+        from server.web_demo import WebDemo, start_web_demo
+
+        demo = WebDemo(
+            recognizers,
+            scheduler,
+            limits,
+            max_message_bytes=config.max_message_bytes,
+            auth_token=config.auth_token,
+        )
+        try:
+            running.web = await start_web_demo(
+                demo,
+                config.host,
+                config.web_port,
+                tls_cert_file=config.tls_cert_file,
+                tls_key_file=config.tls_key_file,
+            )
+        except BaseException:
+            await running.stop(0)
+            raise
+        logger.info("browser demo on %s", running.web_url)
     if config.stats_interval_s > 0:
         running._stats_task = asyncio.get_running_loop().create_task(
             running._log_stats(config.stats_interval_s)

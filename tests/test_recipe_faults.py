@@ -381,3 +381,73 @@ def test_two_runs_of_a_short_pipeline_give_identical_outputs(yesno_dir, tmp_path
     _pipeline(yesno_dir, second)
     assert_same_outputs(first, second)
     assert (first / "dnn" / "final.pt").read_bytes() == (second / "dnn" / "final.pt").read_bytes()
+
+
+# ------------------------------------------------------------------------------ reruns
+def _stages_2_to_6(data: Path, lexicon: Path, root: Path, *, order: int = 1, totgauss: int = 40):
+    """recipes/yesno/run.sh stages 2-6 up to decoding (the same commands, tiny training);
+    returns what `asr train mono` printed."""
+    lang, mono0, mono = root / "lang", root / "mono0", root / "mono"
+    run_cli(["lang", "prepare", "--dict", lexicon, "--out", lang])
+    run_cli(["lm", "train", data / "train/text", "--order", order, "--vocab", lang / "words.txt",
+             "--out", lang / "lm.arpa"])  # fmt: skip
+    run_cli(["lm", "to-g", lang / "lm.arpa", "--words", lang / "words.txt", "--out",
+             lang / "G.fst"])  # fmt: skip
+    run_cli(["hmm", "init-mono", lang, "--out", mono0])
+    run_cli(["graph", "mkgraph", lang, mono0, mono0 / "graph", "--skip-if-up-to-date"])
+    out = run_cli(["train", "mono", data / "train", lang, mono, "--num-iters", "3",
+                   "--max-iter-inc", "2", "--totgauss", totgauss])  # fmt: skip
+    run_cli(["graph", "mkgraph", lang, mono, mono / "graph", "--skip-if-up-to-date"])
+    return out
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
+    return {rel: (p.stat().st_mtime_ns, p.read_bytes()) for rel, p in files_under(root).items()}
+
+
+def _changed(before: dict, after: dict) -> set[str]:
+    return {rel for rel in before.keys() | after.keys() if before.get(rel) != after.get(rel)}
+
+
+def test_rerunning_finished_stages_rewrites_nothing_and_changes_rerun_their_steps(yesno, tmp_path):
+    """Issue 20: a rerun of the recipe used to rewrite the lang dir, lm.arpa, G.fst and the
+    mono0 model and graph, and so retrain the monophone model. Now every file keeps its bytes
+    and mtime; a changed input or option still reruns the steps that depend on it."""
+    lexicon, root = tmp_path / "lexicon.txt", tmp_path / "exp"
+    shutil.copy(REPO / "recipes/yesno/local/lexicon.txt", lexicon)
+    assert "skipping" not in _stages_2_to_6(yesno["data"], lexicon, root)
+    first = _snapshot(root)
+    assert {"lang/lm.arpa", "lang/G.fst", "mono/gmm.pt", "mono/graph/HCLG.fst"} <= set(first)
+    assert f"skipping {root / 'mono'} (up to date" in _stages_2_to_6(yesno["data"], lexicon, root)
+    assert _changed(first, _snapshot(root)) == set()
+
+    lexicon.write_text(lexicon.read_text())  # a new mtime, the same words
+    assert f"skipping {root / 'mono'} (up to date" in _stages_2_to_6(yesno["data"], lexicon, root)
+    assert _changed(first, _snapshot(root)) == set()
+
+    # a lang file touched (same bytes, newer than the model): retrain once, then skip again
+    os.utime(root / "lang" / "topo")
+    assert "skipping" not in _stages_2_to_6(yesno["data"], lexicon, root)
+    retrained = _snapshot(root)
+    assert "mono/train_log.json" in _changed(first, retrained)
+    assert f"skipping {root / 'mono'} (up to date" in _stages_2_to_6(yesno["data"], lexicon, root)
+    assert _changed(retrained, _snapshot(root)) == set()
+    first = retrained
+
+    lexicon.write_text(lexicon.read_text() + "NO Y N\n")  # a second pronunciation of NO
+    _stages_2_to_6(yesno["data"], lexicon, root)
+    second = _snapshot(root)
+    changed = _changed(first, second)
+    assert {"lang/lexicon.txt", "lang/L.fst", "mono/train_log.json", "mono/graph/HCLG.fst",
+            "mono0/graph/HCLG.fst"} <= changed  # fmt: skip
+    assert not changed & {"lang/lm.arpa", "lang/G.fst", "lang/words.txt"}  # same vocabulary
+
+    _stages_2_to_6(yesno["data"], lexicon, root, order=2)  # another LM: G and HCLG, no training
+    third = _snapshot(root)
+    changed = _changed(second, third)
+    assert {"lang/lm.arpa", "lang/G.fst", "mono/graph/HCLG.fst", "mono0/graph/HCLG.fst"} <= changed
+    assert not changed & {"mono/gmm.pt", "mono/train_log.json", "lang/L.fst"}
+
+    out = _stages_2_to_6(yesno["data"], lexicon, root, order=2, totgauss=50)  # option: retrain
+    assert "skipping" not in out
+    assert "mono/train_log.json" in _changed(third, _snapshot(root))

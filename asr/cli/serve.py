@@ -73,6 +73,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument("--port", type=int, default=50051, help="port (default 50051; 0: any)")
     parser.add_argument(
+        "--web-port", type=int, default=None, metavar="P",
+        help="also serve the live browser demo (microphone -> WebSocket -> live text, and file "
+        "upload) on this port of --host, under the same TLS and token rules (0: any port; "
+        "with a token, open the page as /?token=TOKEN)",
+    )  # fmt: skip
+    parser.add_argument(
         "--device", default="auto", choices=("auto", "cpu", "cuda"),
         help="where the models run (default auto: cuda when torch sees a GPU, else cpu)",
     )  # fmt: skip
@@ -198,6 +204,7 @@ def config_from_args(args: argparse.Namespace, environ=None):
         tls_key_file=args.tls_key,
         auth_token=auth_token(args, environ),
         insecure_allow_remote=args.insecure_allow_remote,
+        web_port=args.web_port,
     )
     load_server_credentials(config)  # TLS file errors now, before the models load
     return config
@@ -213,9 +220,10 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = config_from_args(args)
-    problem = bind_problem(config.host, config.port)  # before the models take seconds to load
-    if problem is not None:
-        raise ServerError(f"cannot bind {config.host}:{config.port}: {problem}")
+    for port in (config.port, config.web_port):  # before the models take seconds to load
+        problem = None if port is None else bind_problem(config.host, port)
+        if problem is not None:
+            raise ServerError(f"cannot bind {config.host}:{port}: {problem}")
     if args.threads < 1:
         print(f"asr serve: --threads must be >= 1, got {args.threads}", file=sys.stderr)
         return 2
@@ -239,6 +247,8 @@ def run(args: argparse.Namespace) -> int:
 
         def started(running) -> None:
             print(f"asr serve: listening on {running.address}", file=sys.stderr, flush=True)
+            if running.web_url is not None:
+                print(f"asr serve: browser demo on {running.web_url}", file=sys.stderr, flush=True)
 
         await serve(recognizers, config, stop_event=stop, on_started=started)
 

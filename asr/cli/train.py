@@ -109,6 +109,7 @@ def _train_mono(args: argparse.Namespace) -> int:
         )
     )
     summary = _run_with_progress(
+        args.out_dir,
         lambda progress: train_mono(
             args.data_dir,
             args.lang_dir,
@@ -199,6 +200,7 @@ def _train_tri(args: argparse.Namespace) -> int:
         given["feature_mode"] = args.mode.replace("-", "_")
     config = TriConfig(**given)
     summary = _run_with_progress(
+        args.out_dir,
         lambda progress: train_tri(
             args.data_dir,
             args.lang_dir,
@@ -268,6 +270,7 @@ def _train_sat(args: argparse.Namespace) -> int:
     )  # fmt: skip
     config = dataclasses.replace(defaults, tri=tri, **_given(args, "fmllr_iters"))
     summary = _run_with_progress(
+        args.out_dir,
         lambda progress: train_sat(
             args.data_dir,
             args.lang_dir,
@@ -291,8 +294,29 @@ def _train_sat(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_with_progress(train, *, total: int, desc: str, iteration_offset: int):
-    """Run ``train(progress)`` (a GMM trainer) with an iteration progress bar on a terminal."""
+def _log_stamp(out_dir) -> tuple[int, int] | None:
+    from asr.gmm.training import TRAIN_LOG_FILE
+
+    try:
+        stat = (Path(out_dir) / TRAIN_LOG_FILE).stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def _run_with_progress(out_dir, train, *, total: int, desc: str, iteration_offset: int):
+    """Run ``train(progress)`` (a GMM trainer writing ``out_dir``) with an iteration progress
+    bar on a terminal; says so when the finished model was up to date and not retrained."""
+    before = _log_stamp(out_dir)
+    summary = _run_with_progress_bar(
+        train, total=total, desc=desc, iteration_offset=iteration_offset
+    )
+    if before is not None and _log_stamp(out_dir) == before:
+        print(f"skipping {out_dir} (up to date: same options, inputs older; --force retrains)")
+    return summary
+
+
+def _run_with_progress_bar(train, *, total: int, desc: str, iteration_offset: int):
     bar = None
     if progress_enabled():
         from tqdm import tqdm

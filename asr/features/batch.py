@@ -48,7 +48,7 @@ from asr.errors import AsrError, FeatureError
 from asr.features.extractors import compute_features, config_to_dict, feature_dim
 from asr.features.functional import accumulate_cmvn_stats, compute_cmvn_stats
 from asr.features.io import write_matrices
-from asr.fileio import atomic_write_text, is_up_to_date
+from asr.fileio import atomic_write_text, is_up_to_date, touch
 from asr.parallel import process_pool, split_by_speaker
 
 __all__ = [
@@ -375,6 +375,7 @@ def compute_data_dir_features(
     _remove_stale_job_files(out_dir, feature_type, len(jobs))
     # Written last: its presence with this content marks a complete run for this config.
     atomic_write_text(out_dir / "feature_config.json", _config_json(config))
+    touch(outputs)  # all newer than the inputs now, rewritten or not
     return FeatureJobSummary(
         feature_type=feature_type,
         dim=dim,

@@ -45,7 +45,7 @@ import numpy as np
 from asr.align.io import write_alignments, write_failed
 from asr.align.training_graphs import TrainingGraph, TrainingGraphCompiler
 from asr.errors import TrainingError
-from asr.fileio import atomic_write_text, is_up_to_date
+from asr.fileio import atomic_write_text, is_up_to_date, touch
 from asr.gmm.gmm_acoustic import GMM_FILE
 from asr.gmm.loop import (
     GmmTrainer,
@@ -390,6 +390,7 @@ def run_training(
         "failed": failed,
     }
     atomic_write_text(run.log_path, json.dumps(log, indent=2) + "\n")
+    touch(strategy.output_files(run))  # newer than the inputs now, rewritten or not
     run.checkpoint.unlink(missing_ok=True)
     if strategy.uses_init_dir:
         shutil.rmtree(run.init_dir, ignore_errors=True)

@@ -30,7 +30,7 @@ import kaldifst
 import numpy as np
 
 from asr.errors import AsrError, GraphError
-from asr.fileio import is_up_to_date
+from asr.fileio import is_up_to_date, touch
 from asr.graph.hmm_fst import FstArrays
 from asr.graph.mkgraph import GRAPH_INFO_FILE, GraphInfo, compose_lg, write_graph_dir
 from asr.lang import read_lang
@@ -144,4 +144,5 @@ def mktlg(
         info=info,
         extra_files={"tokens.txt": "\n".join(token_lines) + "\n"},
     )
+    touch(outputs)  # newer than the inputs now, rewritten or not
     return info

@@ -44,7 +44,7 @@ import kaldifst
 import numpy as np
 
 from asr.errors import AsrError, GraphError, ModelError
-from asr.fileio import atomic_write_text, is_up_to_date
+from asr.fileio import atomic_write_text, is_up_to_date, touch
 from asr.graph.context import compose_context
 from asr.graph.hmm_fst import FstArrays, add_self_loops, make_h_transducer
 from asr.hmm.model import (
@@ -292,4 +292,5 @@ def mkgraph(
         info=info,
         extra_files={"ilabel_to_phone.int": _int_lines(ilabel_to_phone)},
     )
+    touch(outputs)  # newer than the inputs now, rewritten or not
     return info

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from asr.errors import LangError
-from asr.fileio import atomic_write_text, new_file_mode
+from asr.fileio import atomic_write_text, new_file_mode, replace_if_changed
 from asr.lang.lexicon import Lexicon, LexiconEntry, add_disambig_symbols
 from asr.lang.symbols import SymbolTable, read_int_list, read_symbol_table
 from asr.lang.topology import Topology, make_default_topology, read_topology
@@ -289,7 +289,7 @@ def _write_fst(fst: kaldifst.StdVectorFst, path: Path) -> None:
         if not fst.write(tmp):
             raise LangError(f"{path}: OpenFst could not write the FST")
         os.chmod(tmp, new_file_mode())  # not mkstemp's 0600: honour the umask
-        os.replace(tmp, path)
+        replace_if_changed(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

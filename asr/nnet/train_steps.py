@@ -36,7 +36,7 @@ import torch.distributed as dist
 
 from asr.errors import AsrError, TrainingError
 from asr.features.pipeline import FeaturePipelineConfig, load_features, read_feature_config
-from asr.fileio import atomic_write_text, is_up_to_date
+from asr.fileio import atomic_write_text, is_up_to_date, touch
 from asr.nnet.data import NnetDataset
 from asr.nnet.models import CtcConfig, CtcModel, TdnnConfig, TdnnModel, estimate_log_priors
 from asr.nnet.prepare import frame_targets, token_table, token_targets
@@ -183,6 +183,7 @@ def _dev_alignments(
         inputs = [dev_dir / "feats.scp", dev_dir / "text", gmm_dir / "gmm.pt"]
         if _rank() == 0 and not is_up_to_date([dev_ali_dir / "ali.scp"], inputs):
             align_data_dir(dev_dir, lang_dir, gmm_dir, dev_ali_dir)
+            touch([dev_ali_dir / "ali.scp"])  # newer than the inputs, rewritten or not
         _barrier()
     return read_alignments(dev_ali_dir), dev_ali_dir
 

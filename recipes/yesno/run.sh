@@ -66,7 +66,7 @@ fi
 if stage_ok 4; then
   log "stage 4: monophone model topology and HCLG"
   asr hmm init-mono "$data/lang" --out "$exp/mono0"
-  asr graph mkgraph "$data/lang" "$exp/mono0" "$exp/mono0/graph"
+  asr graph mkgraph "$data/lang" "$exp/mono0" "$exp/mono0/graph" --skip-if-up-to-date
 fi
 
 if stage_ok 5; then
