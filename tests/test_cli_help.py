@@ -121,3 +121,13 @@ def test_readme_quick_start_says_hebrew_how_to_stop_and_its_commands_parse():
     top = build_parser()
     for words in commands:
         assert top.parse_args(words[1:]).func is not None, words
+
+
+@pytest.mark.parametrize(("path", "parser"), COMMANDS, ids=IDS)
+def test_help_ends_with_its_examples(path, parser):
+    """The examples are the last thing ``--help`` prints (nothing unindented after them)."""
+    lines = [line for line in parser.format_help().rstrip("\n").splitlines() if line.strip()]
+    headers = [i for i, line in enumerate(lines) if _HEADER.match(line)]
+    assert headers, f"asr {' '.join(path)}: no examples block"
+    trailing = [line for line in lines[headers[-1] + 1 :] if not line.startswith(" ")]
+    assert not trailing, f"asr {' '.join(path)}: text after the examples: {trailing[:2]}"

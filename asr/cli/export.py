@@ -6,14 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-EPILOG = """examples:
+EPILOG = """The bundle holds the model files, the graph (HCLG/TLG, words.txt, label maps) and
+manifest.json (family, sampling rate, feature pipeline, decoder defaults, package
+versions, sha256 of every file). `asr transcribe --model BUNDLE` loads it.
+
+examples:
   asr export exp/yesno/mono --graph exp/yesno/mono/graph --out exp/yesno/mono/bundle
   asr export exp/an4/tri1 --graph exp/an4/tri1/graph --out exp/an4/tri1/bundle \\
       --lang data/an4/lang --decode-dir exp/an4/tri1/decode_dev
-
-The bundle holds the model files, the graph (HCLG/TLG, words.txt, label maps) and
-manifest.json (family, sampling rate, feature pipeline, decoder defaults, package
-versions, sha256 of every file). `asr transcribe --model BUNDLE` loads it.
 """
 
 

@@ -22,13 +22,13 @@ sets written:
          of both genders, by a fixed hash rule), test (only when test/ is present);
          each set also keeps spk2gender and spk2age
 
+Each set directory holds wav.scp, text, utt2spk and spk2utt; one summary line per set
+(utterances, speakers, hours of audio; children and adults for speechocean762) is printed.
+
 examples:
   asr prepare yesno
   asr prepare an4 --corpus-dir /data/an4 --out data/an4 --num-dev-speakers 10
   asr prepare speechocean762 --corpus-dir /data/speechocean762 --out data/speechocean762
-
-Each set directory holds wav.scp, text, utt2spk and spk2utt; one summary line per set
-(utterances, speakers, hours of audio; children and adults for speechocean762) is printed.
 """
 
 
