@@ -48,6 +48,7 @@ from asr.errors import AsrError, ServerError
 from asr.recognizer import AcousticModelFailure
 
 __all__ = [
+    "release_stream",
     "LATENCY_BUCKETS_MS",
     "BatchScheduler",
     "LatencyHistogram",
@@ -562,3 +563,16 @@ def _stability(previous: tuple[str, ...], current: tuple[str, ...]) -> float:
             break
         shared += 1
     return float(min(0.9, max(0.1, shared / len(current))))
+
+
+async def release_stream(
+    scheduler: Any, slot: StreamSlot | None, reader: asyncio.Task | None
+) -> None:
+    """The end of every stream (gRPC or WebSocket): cancel the task reading its client's
+    audio, if still running, and close its slot on ``scheduler``, if one was opened."""
+    if reader is not None and not reader.done():
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+    if slot is not None:
+        scheduler.close(slot)

@@ -22,7 +22,6 @@ hanging). Oversized messages are refused by gRPC itself (``RESOURCE_EXHAUSTED``)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
 import time
@@ -37,7 +36,7 @@ from google.protobuf import unknown_fields
 from asr.errors import AsrError
 from server.generated import cloud_speech_pb2 as pb
 from server.generated import cloud_speech_pb2_grpc as pb_grpc
-from server.scheduler import BatchScheduler, StreamEvent, StreamSlot
+from server.scheduler import BatchScheduler, StreamEvent, StreamSlot, release_stream
 
 __all__ = ["SERVICE_NAME", "ServicerLimits", "SpeechServicer", "add_servicer"]
 
@@ -295,12 +294,7 @@ class SpeechServicer(pb_grpc.SpeechServicer):
                 await context.abort(grpc.StatusCode.INTERNAL, _details(f"internal error: {err}"))
         finally:
             self._num_streams -= 1
-            if reader is not None and not reader.done():
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader
-            if slot is not None:
-                self.scheduler.close(slot)
+            await release_stream(self.scheduler, slot, reader)
 
     def _open_stream(self, first: pb.StreamingRecognizeRequest):
         if isinstance(first, _Undecodable):

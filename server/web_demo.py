@@ -40,7 +40,7 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from asr.errors import AsrError, ServerError
-from server.scheduler import BatchScheduler, StreamEvent, StreamSlot
+from server.scheduler import BatchScheduler, StreamEvent, StreamSlot, release_stream
 from server.servicer import ServicerLimits
 
 __all__ = ["WEB_DIR", "WebDemo", "start_web_demo"]
@@ -214,12 +214,7 @@ class WebDemo:
             pass
         finally:
             self.num_streams -= 1
-            if reader is not None and not reader.done():
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader
-            if slot is not None:
-                self.scheduler.close(slot)
+            await release_stream(self.scheduler, slot, reader)
             with contextlib.suppress(Exception):
                 await ws.close()
         return ws

@@ -25,6 +25,7 @@ from asr.endpoint import EndpointConfig
 from asr.errors import AsrError, AudioError, ModelError
 from asr.features.extractors import compute_features, num_frames
 from asr.features.functional import compute_cmvn_stats
+from asr.recognizer.result import Result, Word
 
 #: ``decode_raw_features``: estimate a speaker-adaptive model's transform from the utterance
 _OWN_TRANSFORM = object()
@@ -56,40 +57,6 @@ class StreamBatch:
 
     errors: list[BaseException | None]
     num_frames_scored: int = 0
-
-
-@dataclass(frozen=True)
-class Word:
-    """One recognized word; ``start``/``end`` in seconds from the start of the audio
-    (of the stream, for :class:`Stream`); ``confidence`` in [0, 1]."""
-
-    word: str
-    start: float
-    end: float
-    confidence: float
-
-
-@dataclass(frozen=True)
-class Result:
-    """A hypothesis: ``text`` (words joined by spaces), ``words``, ``confidence`` in [0, 1],
-    ``duration_s`` of the audio, ``rtf`` (processing time / duration; None for streams)."""
-
-    text: str
-    words: tuple[Word, ...]
-    confidence: float
-    duration_s: float
-    rtf: float | None = None
-
-    def to_dict(self) -> dict:
-        """JSON-ready: ``text``, ``words`` [{word, start, end, confidence}], ``confidence``,
-        ``duration`` (seconds), ``rtf``."""
-        return {
-            "text": self.text,
-            "words": [dataclasses.asdict(w) for w in self.words],
-            "confidence": self.confidence,
-            "duration": self.duration_s,
-            "rtf": self.rtf,
-        }
 
 
 def resolve_device(device: str) -> str:

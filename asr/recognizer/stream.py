@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
@@ -19,10 +19,11 @@ from asr.endpoint import endpoint_detected, trailing_silence_frames
 from asr.errors import DecodeError
 from asr.features.online import OnlineFeatureExtractor, OnlineSlidingCmvn, SlidingCmvnConfig
 from asr.features.pipeline import apply_pipeline
-from asr.recognizer.core import Result
+from asr.recognizer.result import Result
 
-if TYPE_CHECKING:
-    from asr.recognizer.core import Recognizer
+# A stream's ``recognizer`` is an asr.recognizer.core.Recognizer (which creates streams with
+# Recognizer.stream()); typed Any here so that this module does not import core back.
+Recognizer = Any
 
 __all__ = ["ContextFrames", "Stream"]
 
