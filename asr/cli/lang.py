@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from asr.cli import lang_g2p
+
 _EPILOG = """examples:
   asr lang prepare --dict an4.dic --filler an4.filler --out data/an4/lang
   asr lang prepare --dict cmudict.dict --uppercase --words data/fsdd/train/text --out lang
@@ -26,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "lang",
         help="build lang directories (phones, words, topology, L.fst)",
-        description="Build Kaldi-style lang directories.",
+        description="Build Kaldi-style lang directories; pronounce new words (G2P); choose a "
+        "vocabulary.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -118,6 +121,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", type=Path, required=True, metavar="DIR", help="the lang directory to write"
     )
     prep.set_defaults(func=run_prepare)
+    lang_g2p.register(sub)  # g2p-train, g2p, complete-lexicon, vocab
 
 
 def run_prepare(args: argparse.Namespace) -> int:

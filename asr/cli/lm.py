@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from asr.cli import lm_interpolate
+
 _EPILOG = """examples:
   asr lm train data/an4/train/text --order 3 --vocab lang/words.txt --out lm.arpa
   asr lm train sentences.txt --no-utt-ids --order 2 --method wb --out lm.arpa
@@ -99,6 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     to_g.add_argument("--disambig-symbol", default="#0", help="back-off arc label (default #0)")
     to_g.add_argument("--max-order", type=int, default=None, help="use n-grams up to this order")
     to_g.set_defaults(func=_to_g)
+    lm_interpolate.register(sub)  # interpolate
 
 
 def _add_utt_ids_flag(parser: argparse.ArgumentParser) -> None:
