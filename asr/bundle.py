@@ -68,9 +68,11 @@ _GRAPH_FILES = (
     "tokens.txt",
     "graph.json",
 )
-# training leftovers: checkpoints, logs and histories (their wall-clock timings would make two
-# bundles of one model differ), best.pt (final.pt holds the same weights)
-_SKIP_PREFIXES = ("checkpoint", "train_log", "train_summary", "history.", "best.", ".")
+# training leftovers: checkpoints, logs, histories and iteration times (their wall-clock timings
+# would make two bundles of one model differ), best.pt (final.pt holds the same weights)
+_SKIP_PREFIXES = (
+    "checkpoint", "train_log", "train_summary", "history.", "iteration_times.", "best.", ".",
+)  # fmt: skip
 _SKIP_SUFFIXES = (".log", ".tmp", ".png")  # plots beside a model (alignment.png) are no part of it
 _PACKAGES = ("numpy", "torch", "kaldifst", "numba", "soundfile")
 

@@ -77,3 +77,7 @@ class ServerError(AsrError):
 
 class PlotError(AsrError):
     """A plot's input cannot be read or has nothing to show."""
+
+
+class TimingError(AsrError):
+    """Stage/iteration timing: a command that cannot run, an unreadable timing file."""

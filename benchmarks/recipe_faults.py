@@ -59,6 +59,8 @@ VOLATILE_KEYS = frozenset({
     "seconds", "wall_seconds", "likelihood_seconds", "search_seconds", "graph_seconds",
     "feature_seconds", "rtf", "frames_per_second", "mean_frames_per_second", "train_seconds",
     "resumed_from", "resumed_from_epoch", "elapsed", "elapsed_seconds",
+    # asr.timing: iteration_times.json of every trainer, stage_times.json of the recipe
+    "cpu_seconds", "user_seconds", "sys_seconds", "peak_rss_mib", "finished_at", "models_trained",
 })  # fmt: skip
 
 COMPARISONS = {

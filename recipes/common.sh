@@ -11,6 +11,18 @@
 #   0 data dirs, 1 features, 2 lang, 3 LM + G.fst, 4 monophone topology + graph,
 #   5 mono, 6 mono decode, 7/8 tri1, 9/10 tri2, 11/12 tri3 (SAT), 13/14 DNN, 15/16 CTC,
 #   17/18 streaming CTC, 19 RESULTS.md, 20 bundles and plots.
+#
+# Every stage that runs is timed: stage_ok N runs the recipe again for stage N alone
+# (--stage N --stop-stage N) under `asr time-stage`, which merges the stage's wall seconds, CPU
+# seconds (all its processes) and peak memory into $exp/stage_times.json (other stages kept;
+# a failed stage is not recorded and stops the recipe with its status), with the training
+# set's size (hours) and the trainers' EXP/<model>/iteration_times.json. See asr/timing.py.
+
+recipe_args=("$@")                 # for the timed run of each stage
+recipe_script="$(realpath "$0")"
+recipe_cwd="$PWD"                  # relative options (--corpus-dir) are relative to it
+stage_names=(data features lang lm mono_graph mono mono_decode tri1 tri1_decode tri2 tri2_decode
+  tri3 tri3_decode dnn dnn_decode ctc ctc_decode ctc_stream ctc_stream_decode results export)
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -28,9 +40,27 @@ while [ $# -gt 0 ]; do
   printf -v "$var" '%s' "$value"
 done
 
-# stage_ok N: true when stage N is inside [stage, stop_stage].
-stage_ok() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+# stage_ok N: true when stage N is inside [stage, stop_stage] and this is the timed run of
+# stage N alone (ASR_TIMED_STAGE set). Otherwise, for a stage in the range, it runs that timed
+# run (the recipe again, under `asr time-stage`, from where the recipe was started), exits on
+# its failure and is false: the stage's body runs once, in the timed run.
+stage_ok() {
+  [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
+  [ -n "${ASR_TIMED_STAGE:-}" ] && return 0
+  local rc=0
+  (cd "$recipe_cwd" && ASR_TIMED_STAGE="$1" asr time-stage --stage "$1" \
+    --name "${stage_names[$1]:-stage$1}" --out "$root/$exp/stage_times.json" \
+    --data-dir "$root/$data/train" -- \
+    "$BASH" "$recipe_script" ${recipe_args[@]+"${recipe_args[@]}"} --stage "$1" --stop-stage "$1") || rc=$?
+  [ "$rc" -eq 0 ] || exit "$rc"
+  return 1
+}
+# log MESSAGE: a time-stamped line on stderr (a timed run of one stage leaves the recipe's
+# closing "done" to the run that started it).
+log() {
+  [ -n "${ASR_TIMED_STAGE:-}" ] && [ "$*" = done ] && return 0
+  echo "[$(date +%H:%M:%S)] $*" >&2
+}
 
 # Use the project's virtualenv when `asr` is not already on PATH.
 if ! command -v asr >/dev/null 2>&1 && [ -x "$root/.venv/bin/asr" ]; then

@@ -103,6 +103,7 @@ def test_torchrun_two_ranks_matches_single_process(tmp_path):
                 "best.pt",
                 "checkpoint.pt",
                 "history.json",
+                "iteration_times.json",  # rank 0's per-epoch costs (asr.timing)
             ]
             single, _ = _run(loss, tmp_path / f"single_{loss}", 2 * PER_RANK_BATCH_FRAMES)
             print(f"{loss}: ddp dev loss {rank0['dev_loss']:.4f}, single-process {single:.4f}")

@@ -38,7 +38,10 @@ from asr.errors import ModelError
 REPO = Path(__file__).resolve().parent.parent
 TIMINGS = {"seconds", "resumed_from", "resumed_from_epoch", "train_seconds",
            "mean_frames_per_second", "frames_per_second", "wall_seconds", "rtf",
-           "likelihood_seconds", "search_seconds"}  # fmt: skip
+           "likelihood_seconds", "search_seconds",
+           # asr.timing's iteration_times.json / stage_times.json
+           "cpu_seconds", "user_seconds", "sys_seconds", "peak_rss_mib", "finished_at",
+           "models_trained"}  # fmt: skip
 MONO_ARGS = ["--num-iters", "8", "--totgauss", "60", "--max-iter-inc", "6"]
 CTC_ARGS = ["--epochs", "2", "--hidden", "16", "--num-layers", "1", "--conv-channels", "16",
             "--batch-size", "6", "--lr-schedule", "constant", "--patience", "0", "--dropout", "0",

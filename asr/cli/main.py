@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "asr.cli.plot",
     "asr.cli.serve",
     "asr.cli.stream",
+    "asr.cli.timing",
 )
 
 

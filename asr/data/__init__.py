@@ -1,4 +1,5 @@
-"""Kaldi data directories and corpus preparers (AN4, FSDD, yesno, speechocean762).
+"""Kaldi data directories, corpus preparers (AN4, FSDD, yesno, speechocean762) and speed
+perturbation.
 
 >>> from asr.data import read_data_dir, prepare_yesno  # doctest: +SKIP
 >>> sets = prepare_yesno("corpora/yesno", "data/yesno")  # doctest: +SKIP
@@ -19,6 +20,7 @@ from asr.data.datadir import (
     write_kaldi_map,
 )
 from asr.data.fsdd import prepare_fsdd
+from asr.data.perturb import SpeedPerturbConfig, perturb_data_dir_speed, speed_perturb
 from asr.data.speechocean762 import (
     Speechocean762Set,
     prepare_speechocean762,
@@ -30,7 +32,9 @@ from asr.data.yesno import prepare_yesno
 __all__ = [
     "DATA_DIR_FILES",
     "DataDir",
+    "SpeedPerturbConfig",
     "Speechocean762Set",
+    "perturb_data_dir_speed",
     "prepare_an4",
     "prepare_fsdd",
     "prepare_speechocean762",
@@ -40,6 +44,7 @@ __all__ = [
     "read_speechocean762_portion",
     "select_dev_speakers",
     "select_stratified_dev_speakers",
+    "speed_perturb",
     "total_duration_seconds",
     "validate_data_dir",
     "write_data_dir",

@@ -12,7 +12,9 @@
 4. iterations (:class:`asr.gmm.loop.GmmTrainer`): the strategy's feature-space update (MLLT,
    fMLLR), then (re-)alignment or the given alignment, statistics, ML update, transition
    update, mixing up; the state (:class:`asr.gmm.loop.TrainingState`) is checkpointed after
-   every iteration, so a rerun resumes exactly;
+   every iteration, so a rerun resumes exactly; each iteration's wall time, CPU time (this
+   process and the job workers) and peak memory go to ``iteration_times.json``
+   (:class:`asr.timing.IterationTimes`);
 5. the final alignment, the outputs (HMM files, ``gmm.pt``, ``ali/``, the strategy's extra
    files) and ``train_log.json`` last.
 
@@ -58,6 +60,7 @@ from asr.gmm.loop import (
 from asr.hmm.model import HmmModel
 from asr.lang import Lang, read_lang
 from asr.parallel import job_executor, map_jobs, split_by_speaker
+from asr.timing import ITERATION_TIMES_FILE, IterationTimes
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -348,9 +351,13 @@ def run_training(
             state = strategy.initial_state(trainer)
         else:
             strategy.resume(state, trainer)
+        times = IterationTimes(
+            run.out_dir / ITERATION_TIMES_FILE, unit="iteration", keep_before=state.next_iter
+        )  # a resumed run keeps the entries of the iterations it does not repeat
         while state.next_iter < loop.num_iters:
-            strategy.before_iteration(state, trainer)
-            stats = trainer.iteration(state)
+            with times.measure(state.next_iter):
+                strategy.before_iteration(state, trainer)
+                stats = trainer.iteration(state)
             run.out_dir.mkdir(parents=True, exist_ok=True)
             save_checkpoint(run.checkpoint, state, config)
             if progress is not None:

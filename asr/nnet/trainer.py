@@ -6,7 +6,9 @@ it by ``newbob_factor`` whenever the dev loss stops improving; "cosine"; or
 "constant"), stops early after ``early_stopping_patience`` epochs without
 improvement, and writes ``out_dir/checkpoint.pt`` atomically after every epoch
 (weights, optimizer, schedule, epoch, per-rank RNG states, best dev loss,
-history) and ``out_dir/best.pt`` (a model file) when the dev loss improves.
+history) and ``out_dir/best.pt`` (a model file) when the dev loss improves; each
+epoch's wall time, CPU time and peak memory (training and dev evaluation) go to
+``out_dir/iteration_times.json`` (:class:`asr.timing.IterationTimes`).
 Rerun with the same ``out_dir`` and it resumes from ``checkpoint.pt``; on CPU,
 with fixed seeds, the result is bit-identical to an uninterrupted run.
 
@@ -60,6 +62,7 @@ from asr.nnet.data import (
     shard_batches,
 )
 from asr.nnet.models import model_spec
+from asr.timing import ITERATION_TIMES_FILE, IterationTimes, StageTimer
 
 __all__ = ["DistInfo", "EpochStats", "TrainConfig", "TrainResult", "init_distributed", "train"]
 
@@ -349,10 +352,14 @@ def train(
         device_ids = [device.index] if device.type == "cuda" else None
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     is_main = info.rank == 0
+    times = IterationTimes(
+        out_dir / ITERATION_TIMES_FILE, unit="epoch", keep_before=state["epoch"] + 1
+    )  # a resumed run keeps the epochs it does not repeat (rank 0 writes it)
 
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         if state["finished"]:
             break
+        epoch_timer = StageTimer.started()
         lr = schedule.lr_for_epoch(epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -417,6 +424,7 @@ def train(
         state["epoch"] = epoch
         rng = _rng_states(info)
         if is_main:
+            times.record(epoch, epoch_timer.stop())
             if improved:
                 save_model(best_path, model, extra={"epoch": epoch, "dev_loss": dev_loss})
             trainer_state = dict(
