@@ -171,7 +171,7 @@ class SearchState:
     def init(self) -> None:
         """Start a new utterance: one token in the start state, epsilon closure."""
         status = _init_kernel(*self._graph_args(), *self._table_args(), self.graph.start_state)
-        _check_status(status)
+        check_status_code(status)
         self.counters[1] = 0
         self.initialized = True
 
@@ -198,7 +198,7 @@ class SearchState:
             beam_delta,
             scale,
         )
-        _check_status(status)
+        check_status_code(status)
 
     def best_path(self, *, use_final: bool) -> tuple[np.ndarray, float, bool, int]:
         """(arc ids along the best path, its token cost, reached_final, end state)."""
@@ -268,7 +268,7 @@ def decode(
     )
 
 
-def _check_status(status: int) -> None:
+def check_status_code(status: int) -> None:
     if status == -1:
         raise DecodeError(
             "epsilon closure did not converge: the graph has an epsilon cycle with negative cost"
@@ -390,7 +390,7 @@ def _commit(ilabel, cur_prev, cur_arc, arena_idx, chain, counters, arena_prev, a
 
 
 @numba.njit(cache=True, nogil=True)
-def _get_cutoff(tmp, n, best, beam, max_active, min_active, beam_delta):
+def get_cutoff(tmp, n, best, beam, max_active, min_active, beam_delta):
     """Kaldi's GetCutoff: returns (weight_cutoff, adaptive_beam)."""
     beam_cutoff = best + beam
     if max_active == 2147483647 and min_active == 0:
@@ -428,7 +428,7 @@ def _advance_kernel(
             if c < best:
                 best = c
                 best_state = cur_list[i]
-        weight_cutoff, adaptive_beam = _get_cutoff(
+        weight_cutoff, adaptive_beam = get_cutoff(
             tmp, n_cur, best, beam, max_active, min_active, beam_delta
         )
         # --- survivors move to the prev buffers and get arena slots

@@ -17,8 +17,13 @@ def random_fst(
     eps_prob: float = 0.25,
     final_prob: float = 0.4,
     self_loops: bool = True,
+    acyclic_eps: bool = False,
 ) -> kaldifst.StdVectorFst:
-    """A random graph with epsilon arcs (non-negative weights), several finals, start 0."""
+    """A random graph with epsilon arcs (non-negative weights), several finals, start 0.
+
+    ``acyclic_eps``: epsilon arcs only go from a lower to a higher state (no epsilon
+    cycles, as in HCLG and TLG; lattices need it).
+    """
     fst = kaldifst.StdVectorFst()
     for _ in range(num_states):
         fst.add_state()
@@ -27,6 +32,11 @@ def random_fst(
         src = int(rng.integers(num_states))
         dst = int(rng.integers(num_states))
         ilabel = 0 if rng.random() < eps_prob else int(rng.integers(1, num_ilabels))
+        if ilabel == 0 and acyclic_eps and src >= dst:
+            if src == dst:
+                ilabel = int(rng.integers(1, num_ilabels))
+            else:
+                src, dst = dst, src
         olabel = int(rng.integers(0, num_words + 1)) if rng.random() < 0.5 else 0
         fst.add_arc(state=src, arc=kaldifst.StdArc(ilabel, olabel, float(rng.uniform(0, 3)), dst))
     if self_loops:  # HMM-like self-loops keep long utterances decodable
@@ -46,10 +56,23 @@ def random_fst(
 
 
 def random_problem(
-    seed: int, *, num_states=6, num_arcs=18, num_ilabels=6, num_pdfs=4, num_frames=6
+    seed: int,
+    *,
+    num_states=6,
+    num_arcs=18,
+    num_ilabels=6,
+    num_pdfs=4,
+    num_frames=6,
+    acyclic_eps=False,
 ):
     rng = np.random.default_rng(seed)
-    fst = random_fst(rng, num_states=num_states, num_arcs=num_arcs, num_ilabels=num_ilabels)
+    fst = random_fst(
+        rng,
+        num_states=num_states,
+        num_arcs=num_arcs,
+        num_ilabels=num_ilabels,
+        acyclic_eps=acyclic_eps,
+    )
     ilabel_to_pdf = np.concatenate([[-1], rng.integers(0, num_pdfs, num_ilabels - 1)]).astype(
         np.int32
     )

@@ -1,0 +1,375 @@
+"""Raw lattice -> word lattice with one path per word sequence (Kaldi's lattice determinization).
+
+Two steps:
+
+1. **Word segments** (compiled): the states where a word arc starts (and the start
+   state) become nodes; from each node, for each word it can start with (or none), the
+   best sub-path through non-word arcs to the next node (or to the end, final cost
+   included) becomes one segment: ``node -word/(graph, acoustic), tids-> node``. Keeping
+   only the best sub-path between two nodes for a word loses nothing: the best path of
+   every word sequence is made of such best segments.
+2. **Determinization** of the segment graph in the semiring of (cost pair, tid string)
+   under "min" (the pair with the lower ``graph + acoustic_scale * acoustic`` wins), as
+   Kaldi's ``DeterminizeLattice``: subsets of (node, residual cost pair, residual tid
+   string); an output arc carries the best element's cost pair and the longest common
+   prefix of the strings, the rest stays as residuals; the final weight carries the
+   remainder. Every word sequence of the raw lattice is one path of the result, with the
+   cost and alignment of its best raw path.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numba
+import numpy as np
+
+from asr.lattice.raw import RawLattice, dag_best_path
+from asr.lattice.word import WordLattice
+
+__all__ = ["determinize"]
+
+
+#: the default bound on word-lattice states before the beam is tightened
+MAX_STATES = 20000
+
+
+def determinize(
+    raw: RawLattice, *, beam: float | None = None, max_states: int = MAX_STATES
+) -> WordLattice:
+    """The word lattice of ``raw`` (see the module docstring).
+
+    ``beam``: first prune ``raw`` to paths within ``beam`` of its best (None: keep all).
+    When the word lattice would exceed ``max_states`` states (a very bushy lattice: the
+    number of word sequences grows exponentially with the beam), the raw lattice is
+    pruned with a beam 0.75 times as wide and determinized again, as Kaldi's
+    ``lattice-determinize-pruned`` does when it reaches ``--max-mem``.
+    """
+    if beam is not None:
+        raw = raw.pruned(beam)
+    current = beam
+    while True:
+        lat = _determinize_once(raw, max_states)
+        if lat is not None:
+            return lat
+        if current is None:
+            current = _widest_beam(raw)
+        current *= 0.75
+        raw = raw.pruned(current)
+
+
+def _widest_beam(raw: RawLattice) -> float:
+    """The beam that keeps every path of ``raw``: its worst path's cost - its best's."""
+    _, best = raw.best_path()
+    final = raw.final_cost.astype(np.float64)
+    _, neg_worst = dag_best_path(
+        raw.num_states,
+        raw.src,
+        raw.dst,
+        -raw.arc_costs(),
+        np.where(np.isfinite(final), -final, np.inf),
+    )
+    return max(0.0, -neg_worst - best)
+
+
+def _determinize_once(raw: RawLattice, max_states: int) -> WordLattice | None:
+    scale = raw.acoustic_scale
+    seg = _segments(
+        raw.num_states,
+        np.ascontiguousarray(raw.src, np.int64),
+        np.ascontiguousarray(raw.dst, np.int64),
+        np.ascontiguousarray(raw.ilabel, np.int64),
+        np.ascontiguousarray(raw.olabel, np.int64),
+        raw.graph_cost.astype(np.float64),
+        raw.acoustic_cost.astype(np.float64),
+        raw.final_cost.astype(np.float64),
+        float(scale),
+    )
+    node_state, s_src, s_dst, s_word, s_g, s_a, s_tid_start, tids = seg
+    num_nodes = node_state.shape[0] + 1  # + the super-final node
+    final_node = num_nodes - 1
+    out_arcs: list[list[tuple[int, int, float, float, tuple[int, ...]]]] = [
+        [] for _ in range(num_nodes)
+    ]
+    for i in range(s_src.shape[0]):
+        string = tuple(tids[s_tid_start[i] : s_tid_start[i + 1]].tolist())
+        out_arcs[int(s_src[i])].append(
+            (int(s_word[i]), int(s_dst[i]), float(s_g[i]), float(s_a[i]), string)
+        )
+    return _subset_construction(out_arcs, final_node, scale, raw.num_frames, max_states)
+
+
+def _closure(elements: dict, out_arcs, scale: float) -> dict:
+    """Follow segments without a word from every element; "min" keeps one per node."""
+    heap = list(elements)
+    heapq.heapify(heap)
+    seen = set(heap)
+    while heap:
+        node = heapq.heappop(heap)
+        g, a, s = elements[node]
+        for word, dst, sg, sa, string in out_arcs[node]:
+            if word != 0:
+                continue
+            cand = (g + sg, a + sa, s + string)
+            old = elements.get(dst)
+            if old is None or _better(cand, old, scale):
+                elements[dst] = cand
+            if dst not in seen:
+                seen.add(dst)
+                heapq.heappush(heap, dst)
+    return elements
+
+
+def _better(x, y, scale: float) -> bool:
+    cx = x[0] + scale * x[1]
+    cy = y[0] + scale * y[1]
+    if cx != cy:
+        return cx < cy
+    return (x[2], x[0]) < (y[2], y[0])
+
+
+def _common_prefix(strings: list[tuple[int, ...]]) -> int:
+    first = min(strings)
+    last = max(strings)
+    n = 0
+    for x, y in zip(first, last, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _key(elements: dict) -> tuple:
+    return tuple(
+        sorted((node, round(g, 4), round(a, 3), s) for node, (g, a, s) in elements.items())
+    )
+
+
+def _subset_construction(
+    out_arcs, final_node: int, scale: float, num_frames: int, max_states: int
+) -> WordLattice | None:
+    start = _closure({0: (0.0, 0.0, ())}, out_arcs, scale)
+    subsets = [start]
+    index = {_key(start): 0}
+    arcs: list[tuple[int, int, int, float, float, tuple[int, ...]]] = []
+    finals: dict[int, tuple[float, float, tuple[int, ...]]] = {}
+    k = 0
+    while k < len(subsets):
+        subset = subsets[k]
+        if final_node in subset:
+            finals[k] = subset[final_node]
+        by_word: dict[int, dict] = {}
+        for node, (g, a, s) in subset.items():
+            for word, dst, sg, sa, string in out_arcs[node]:
+                if word == 0:
+                    continue
+                cand = (g + sg, a + sa, s + string)
+                group = by_word.setdefault(word, {})
+                old = group.get(dst)
+                if old is None or _better(cand, old, scale):
+                    group[dst] = cand
+        for word in sorted(by_word):
+            elements = _closure(by_word[word], out_arcs, scale)
+            best = min(elements.values(), key=lambda e: (e[0] + scale * e[1], e[2], e[0]))
+            n = _common_prefix([e[2] for e in elements.values()])
+            prefix = best[2][:n]
+            residual = {
+                node: (g - best[0], a - best[1], s[n:]) for node, (g, a, s) in elements.items()
+            }
+            key = _key(residual)
+            dst = index.get(key)
+            if dst is None:
+                if len(subsets) >= max_states:
+                    return None
+                dst = len(subsets)
+                index[key] = dst
+                subsets.append(residual)
+            arcs.append((k, dst, word, best[0], best[1], prefix))
+        k += 1
+    return WordLattice.from_parts(len(subsets), arcs, finals, num_frames, scale)
+
+
+@numba.njit(cache=True, nogil=True)
+def _segments(num_states, src, dst, ilabel, olabel, graph, ac, final, scale):
+    """Word segments of a topologically sorted raw lattice (step 1 of the module docstring).
+
+    Returns (node -> raw state, seg src node, seg dst node (num_nodes = the super-final),
+    word, graph cost, acoustic cost, tid offsets (num_segs + 1), tids).
+    """
+    num_arcs = src.shape[0]
+    arc_start = np.zeros(num_states + 1, np.int64)
+    for i in range(num_arcs):
+        arc_start[src[i] + 1] += 1
+    for s in range(num_states):
+        arc_start[s + 1] += arc_start[s]
+    is_node = np.zeros(num_states, np.bool_)
+    is_node[0] = True
+    for i in range(num_arcs):
+        if olabel[i] != 0:
+            is_node[src[i]] = True
+    node_of = np.full(num_states, -1, np.int64)
+    num_nodes = 0
+    for s in range(num_states):
+        if is_node[s]:
+            node_of[s] = num_nodes
+            num_nodes += 1
+    node_state = np.empty(num_nodes, np.int64)
+    for s in range(num_states):
+        if is_node[s]:
+            node_state[node_of[s]] = s
+    super_final = num_nodes
+    cap = 64
+    seg_src = np.empty(cap, np.int64)
+    seg_dst = np.empty(cap, np.int64)
+    seg_word = np.empty(cap, np.int64)
+    seg_g = np.empty(cap, np.float64)
+    seg_a = np.empty(cap, np.float64)
+    seg_tid = np.zeros(cap + 1, np.int64)
+    tid_cap = 256
+    tids = np.empty(tid_cap, np.int64)
+    num_segs = 0
+    num_tids = 0
+    cost_g = np.full(num_states, np.inf)
+    cost_a = np.full(num_states, np.inf)
+    back = np.full(num_states, -1, np.int64)
+    touched = np.empty(num_states, np.int64)
+    words = np.empty(num_arcs + 1, np.int64)
+    path = np.empty(num_states + 1, np.int64)
+    for b in range(num_states):
+        if not is_node[b]:
+            continue
+        # the node's own end-of-utterance segment
+        n_words = 0
+        if final[b] < np.inf:
+            n_words = 1
+            words[0] = -1  # marker: final segment
+        for i in range(arc_start[b], arc_start[b + 1]):
+            w = olabel[i]
+            dup = False
+            for j in range(n_words):
+                if words[j] == w:
+                    dup = True
+            if not dup:
+                words[n_words] = w
+                n_words += 1
+        for wi in range(n_words):
+            w = words[wi]
+            # ends found by this sweep: (end node or super_final, g, a, last raw state)
+            n_touched = 0
+            heap = [np.int64(0)]
+            heap.pop()
+            if w == -1:
+                # final segment straight from the node: no tids
+                if num_segs == cap:
+                    cap *= 2
+                    seg_src = _grow_i(seg_src, cap)
+                    seg_dst = _grow_i(seg_dst, cap)
+                    seg_word = _grow_i(seg_word, cap)
+                    seg_g = _grow_f(seg_g, cap)
+                    seg_a = _grow_f(seg_a, cap)
+                    seg_tid = _grow_i(seg_tid, cap + 1)
+                seg_src[num_segs] = node_of[b]
+                seg_dst[num_segs] = super_final
+                seg_word[num_segs] = 0
+                seg_g[num_segs] = final[b]
+                seg_a[num_segs] = 0.0
+                num_segs += 1
+                seg_tid[num_segs] = num_tids
+                continue
+            for i in range(arc_start[b], arc_start[b + 1]):
+                if olabel[i] != w:
+                    continue
+                d = dst[i]
+                cg = graph[i]
+                ca = ac[i]
+                if cost_g[d] == np.inf:
+                    touched[n_touched] = d
+                    n_touched += 1
+                    heapq.heappush(heap, d)
+                    cost_g[d] = cg
+                    cost_a[d] = ca
+                    back[d] = i
+                elif cg + scale * ca < cost_g[d] + scale * cost_a[d]:
+                    cost_g[d] = cg
+                    cost_a[d] = ca
+                    back[d] = i
+            while len(heap) > 0:
+                s = heapq.heappop(heap)
+                ends_here = is_node[s]
+                if not ends_here:
+                    for i in range(arc_start[s], arc_start[s + 1]):
+                        d = dst[i]
+                        cg = cost_g[s] + graph[i]
+                        ca = cost_a[s] + ac[i]
+                        if cost_g[d] == np.inf:
+                            touched[n_touched] = d
+                            n_touched += 1
+                            heapq.heappush(heap, d)
+                            cost_g[d] = cg
+                            cost_a[d] = ca
+                            back[d] = i
+                        elif cg + scale * ca < cost_g[d] + scale * cost_a[d]:
+                            cost_g[d] = cg
+                            cost_a[d] = ca
+                            back[d] = i
+                if ends_here or final[s] < np.inf:
+                    end = node_of[s] if ends_here else super_final
+                    extra = 0.0 if ends_here else final[s]
+                    # the tids of the best sub-path b -> s
+                    n_path = 0
+                    x = s
+                    while x != b:
+                        path[n_path] = back[x]
+                        n_path += 1
+                        x = src[back[x]]
+                    if num_segs == cap:
+                        cap *= 2
+                        seg_src = _grow_i(seg_src, cap)
+                        seg_dst = _grow_i(seg_dst, cap)
+                        seg_word = _grow_i(seg_word, cap)
+                        seg_g = _grow_f(seg_g, cap)
+                        seg_a = _grow_f(seg_a, cap)
+                        seg_tid = _grow_i(seg_tid, cap + 1)
+                    while num_tids + n_path > tid_cap:
+                        tid_cap *= 2
+                        tids = _grow_i(tids, tid_cap)
+                    for k in range(n_path - 1, -1, -1):
+                        lab = ilabel[path[k]]
+                        if lab != 0:
+                            tids[num_tids] = lab
+                            num_tids += 1
+                    seg_src[num_segs] = node_of[b]
+                    seg_dst[num_segs] = end
+                    seg_word[num_segs] = w
+                    seg_g[num_segs] = cost_g[s] + extra
+                    seg_a[num_segs] = cost_a[s]
+                    num_segs += 1
+                    seg_tid[num_segs] = num_tids
+            for k in range(n_touched):
+                cost_g[touched[k]] = np.inf
+                cost_a[touched[k]] = np.inf
+                back[touched[k]] = -1
+    return (
+        node_state,
+        seg_src[:num_segs].copy(),
+        seg_dst[:num_segs].copy(),
+        seg_word[:num_segs].copy(),
+        seg_g[:num_segs].copy(),
+        seg_a[:num_segs].copy(),
+        seg_tid[: num_segs + 1].copy(),
+        tids[:num_tids].copy(),
+    )
+
+
+@numba.njit(cache=True, nogil=True)
+def _grow_i(x, size):
+    y = np.empty(size, np.int64)
+    y[: x.shape[0]] = x
+    return y
+
+
+@numba.njit(cache=True, nogil=True)
+def _grow_f(x, size):
+    y = np.empty(size, np.float64)
+    y[: x.shape[0]] = x
+    return y
