@@ -222,6 +222,37 @@ def _new_token(arrays, counters, state, frame):
 
 
 @numba.njit(cache=True, nogil=True)
+def _reserve(arrays, counters, num_links, num_tokens):
+    """Arrays with room for ``num_links`` more links and ``num_tokens`` more tokens."""
+    tok_state, tok_cost, tok_head, tok_frame, link_dst, link_next, link_arc, link_ac = arrays
+    n = counters[1]
+    if n + num_tokens > tok_state.shape[0]:
+        size = max(2 * tok_state.shape[0], n + num_tokens)
+        ts = np.empty(size, np.int32)
+        tc = np.empty(size, np.float64)
+        th = np.empty(size, np.int64)
+        tf = np.empty(size, np.int32)
+        ts[:n] = tok_state[:n]
+        tc[:n] = tok_cost[:n]
+        th[:n] = tok_head[:n]
+        tf[:n] = tok_frame[:n]
+        tok_state, tok_cost, tok_head, tok_frame = ts, tc, th, tf
+    k = counters[2]
+    if k + num_links > link_dst.shape[0]:
+        size = max(2 * link_dst.shape[0], k + num_links)
+        d = np.empty(size, np.int64)
+        x = np.empty(size, np.int64)
+        a = np.empty(size, np.int32)
+        c = np.empty(size, np.float32)
+        d[:k] = link_dst[:k]
+        x[:k] = link_next[:k]
+        a[:k] = link_arc[:k]
+        c[:k] = link_ac[:k]
+        link_dst, link_next, link_arc, link_ac = d, x, a, c
+    return (tok_state, tok_cost, tok_head, tok_frame, link_dst, link_next, link_arc, link_ac)
+
+
+@numba.njit(cache=True, nogil=True)
 def _new_link(arrays, counters, src, dst, arc, ac):
     tok_state, tok_cost, tok_head, tok_frame, link_dst, link_next, link_arc, link_ac = arrays
     n = counters[2]
@@ -353,11 +384,21 @@ def _lat_advance(
                 nw = (np.float64(weight[a]) + best) + np.float64(ac)
                 if nw + adaptive_beam < next_cutoff:
                     next_cutoff = nw + adaptive_beam
+        # room for every link and token this frame can make, so the loop below writes
+        # straight into the arrays (no growth checks, no tuple passing per link)
+        need_links = 0
+        for j in range(m):
+            s = arrays[0][survivors[j]]
+            need_links += eps_start[s] - arc_start[s]
+        arrays = _reserve(arrays, counters, need_links, state_tok.shape[0])
+        tok_state, tok_cost, tok_head, tok_frame, link_dst, link_next, link_arc, link_ac = arrays
+        n_tok = counters[1]
+        n_link = counters[2]
         n_next = 0
         for j in range(m):
             tk = survivors[j]
-            s = arrays[0][tk]
-            c = arrays[1][tk]
+            s = tok_state[tk]
+            c = tok_cost[tk]
             for a in range(arc_start[s], eps_start[s]):
                 ac = -(scale32 * row[pdf[a]])
                 nw = (np.float64(weight[a]) + c) + np.float64(ac)
@@ -365,15 +406,27 @@ def _lat_advance(
                     ns = nextstate[a]
                     ntk = next_state_tok[ns]
                     if ntk < 0:
-                        ntk, arrays = _new_token(arrays, counters, ns, frame)
+                        ntk = n_tok
+                        n_tok += 1
+                        tok_state[ntk] = ns
+                        tok_cost[ntk] = np.inf
+                        tok_head[ntk] = -1
+                        tok_frame[ntk] = frame
                         next_state_tok[ns] = ntk
                         next_toks[n_next] = ntk
                         n_next += 1
-                    if nw < arrays[1][ntk]:
-                        arrays[1][ntk] = nw
-                    arrays = _new_link(arrays, counters, tk, ntk, a, ac)
+                    if nw < tok_cost[ntk]:
+                        tok_cost[ntk] = nw
+                    link_dst[n_link] = ntk
+                    link_next[n_link] = tok_head[tk]
+                    link_arc[n_link] = a
+                    link_ac[n_link] = ac
+                    tok_head[tk] = n_link
+                    n_link += 1
                     if nw + adaptive_beam < next_cutoff:
                         next_cutoff = nw + adaptive_beam
+        counters[1] = n_tok
+        counters[2] = n_link
         for i in range(n_cur):
             state_tok[arrays[0][frame_toks[i]]] = -1
         # order-free pruning, as the 1-best search: tokens not below the final cutoff die
