@@ -116,7 +116,7 @@ def kaldi_lattice(graph_fst, ilabel_to_pdf, scores, beam, lattice_beam, acoustic
     return raw.to_str(), seconds
 
 
-def kaldi_word_lattice(text: str, acoustic_scale: float, num_frames: int):
+def kaldi_word_lattice(text: str, acoustic_scale: float, num_frames: int, lattice_beam: float):
     """Kaldi's raw lattice (text) -> our RawLattice (same content), for n-best and oracle."""
     from asr.lattice.raw import RawLattice
 
@@ -164,6 +164,7 @@ def kaldi_word_lattice(text: str, acoustic_scale: float, num_frames: int):
         num_frames=num_frames,
         acoustic_scale=acoustic_scale,
         reached_final=True,
+        lattice_beam=lattice_beam,
     )
 
 
@@ -262,7 +263,9 @@ def run_model(name: str, exp: Path, data: Path, args) -> dict:
         ours_n = [(p.word_ids, p.cost) for p in lat.nbest(10)]
         ours_oracle += lat.oracle_errors(ref_ids)[0]
         if k_text is not None:
-            k_lat = determinize(kaldi_word_lattice(k_text, scale, scores.shape[0]))
+            k_lat = determinize(
+                kaldi_word_lattice(k_text, scale, scores.shape[0], args.lattice_beam)
+            )
             k_best = k_lat.best_path()
             same_best += int(k_best.word_ids == best.word_ids)
             k_n = [(p.word_ids, p.cost) for p in k_lat.nbest(10)]

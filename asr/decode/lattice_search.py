@@ -182,6 +182,7 @@ class LatticeSearch:
             num_frames=self.num_frames_decoded,
             acoustic_scale=float(scale),
             reached_final=bool(reached),
+            lattice_beam=float(self.config.lattice_beam),
         )
 
 

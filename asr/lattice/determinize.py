@@ -24,7 +24,7 @@ import heapq
 import numba
 import numpy as np
 
-from asr.lattice.raw import RawLattice, dag_best_path
+from asr.lattice.raw import RawLattice, dag_best_path, forward_backward_best
 from asr.lattice.word import WordLattice
 
 __all__ = ["determinize"]
@@ -39,7 +39,9 @@ def determinize(
 ) -> WordLattice:
     """The word lattice of ``raw`` (see the module docstring).
 
-    ``beam``: first prune ``raw`` to paths within ``beam`` of its best (None: keep all).
+    ``beam``: first prune ``raw`` to paths within ``beam`` of its best (None: the beam
+    ``raw`` was pruned with). Word sequences whose best path is outside the beam are
+    left out, as Kaldi's pruned determinization does.
     When the word lattice would exceed ``max_states`` states (a very bushy lattice: the
     number of word sequences grows exponentially with the beam), the raw lattice is
     pruned with a beam 0.75 times as wide and determinized again, as Kaldi's
@@ -49,7 +51,7 @@ def determinize(
         raw = raw.pruned(beam)
     current = beam
     while True:
-        lat = _determinize_once(raw, max_states)
+        lat = _determinize_once(raw, max_states, raw.lattice_beam)
         if lat is not None:
             return lat
         if current is None:
@@ -72,18 +74,26 @@ def _widest_beam(raw: RawLattice) -> float:
     return max(0.0, -neg_worst - best)
 
 
-def _determinize_once(raw: RawLattice, max_states: int) -> WordLattice | None:
+def _determinize_once(raw: RawLattice, max_states: int, beam: float) -> WordLattice | None:
     scale = raw.acoustic_scale
+    src = np.ascontiguousarray(raw.src, np.int64)
+    dst = np.ascontiguousarray(raw.dst, np.int64)
+    final = raw.final_cost.astype(np.float64)
+    alpha, beta = forward_backward_best(raw.num_states, src, dst, raw.arc_costs(), final)
+    best = float(beta[0]) if raw.num_states else np.inf
     seg = _segments(
         raw.num_states,
-        np.ascontiguousarray(raw.src, np.int64),
-        np.ascontiguousarray(raw.dst, np.int64),
+        src,
+        dst,
         np.ascontiguousarray(raw.ilabel, np.int64),
         np.ascontiguousarray(raw.olabel, np.int64),
         raw.graph_cost.astype(np.float64),
         raw.acoustic_cost.astype(np.float64),
-        raw.final_cost.astype(np.float64),
+        final,
         float(scale),
+        alpha,
+        beta,
+        best + beam + 1e-6 * (1.0 + abs(best)),
     )
     node_state, s_src, s_dst, s_word, s_g, s_a, s_tid_start, tids = seg
     num_nodes = node_state.shape[0] + 1  # + the super-final node
@@ -190,8 +200,10 @@ def _subset_construction(
 
 
 @numba.njit(cache=True, nogil=True)
-def _segments(num_states, src, dst, ilabel, olabel, graph, ac, final, scale):
-    """Word segments of a topologically sorted raw lattice (step 1 of the module docstring).
+def _segments(num_states, src, dst, ilabel, olabel, graph, ac, final, scale, alpha, beta, limit):
+    """Word segments of a topologically sorted raw lattice (step 1 of the module docstring);
+    segments on no path cheaper than ``limit`` (``alpha[node] + segment + beta[end]``) are
+    left out.
 
     Returns (node -> raw state, seg src node, seg dst node (num_nodes = the super-final),
     word, graph cost, acoustic cost, tid offsets (num_segs + 1), tids).
@@ -260,6 +272,8 @@ def _segments(num_states, src, dst, ilabel, olabel, graph, ac, final, scale):
             heap.pop()
             if w == -1:
                 # final segment straight from the node: no tids
+                if alpha[b] + final[b] > limit:
+                    continue
                 if num_segs == cap:
                     cap *= 2
                     seg_src = _grow_i(seg_src, cap)
@@ -315,6 +329,9 @@ def _segments(num_states, src, dst, ilabel, olabel, graph, ac, final, scale):
                 if ends_here or final[s] < np.inf:
                     end = node_of[s] if ends_here else super_final
                     extra = 0.0 if ends_here else final[s]
+                    rest = beta[s] if ends_here else final[s]
+                    if alpha[b] + cost_g[s] + scale * cost_a[s] + rest > limit:
+                        continue
                     # the tids of the best sub-path b -> s
                     n_path = 0
                     x = s

@@ -18,7 +18,7 @@ import numpy as np
 
 from asr.errors import DecodeError
 
-__all__ = ["RawLattice", "dag_best_path"]
+__all__ = ["RawLattice", "dag_best_path", "forward_backward_best"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,6 +37,7 @@ class RawLattice:
     num_frames: int
     acoustic_scale: float
     reached_final: bool
+    lattice_beam: float = float("inf")  # the beam it was pruned with (search costs)
 
     @property
     def num_states(self) -> int:
@@ -96,6 +97,7 @@ class RawLattice:
             num_frames=self.num_frames,
             acoustic_scale=self.acoustic_scale,
             reached_final=self.reached_final,
+            lattice_beam=min(self.lattice_beam, float(beam)),
         )
 
     def to_kaldifst(self):
@@ -176,12 +178,14 @@ def _dag_best(num_states, src, dst, cost, final):
 
 
 @numba.njit(cache=True, nogil=True)
-def _prune_masks(num_states, src, dst, cost, final, beam):
+def forward_backward_best(num_states, src, dst, cost, final):
+    """(alpha, beta): best cost from the start to each state and from it to the end, of a
+    DAG whose arcs are sorted by topological ``src``."""
     alpha = np.full(num_states, np.inf)
     beta = final.copy()
     if num_states:
         alpha[0] = 0.0
-    for i in range(src.shape[0]):  # arcs sorted by topological src
+    for i in range(src.shape[0]):
         c = alpha[src[i]] + cost[i]
         if c < alpha[dst[i]]:
             alpha[dst[i]] = c
@@ -189,6 +193,12 @@ def _prune_masks(num_states, src, dst, cost, final, beam):
         c = beta[dst[i]] + cost[i]
         if c < beta[src[i]]:
             beta[src[i]] = c
+    return alpha, beta
+
+
+@numba.njit(cache=True, nogil=True)
+def _prune_masks(num_states, src, dst, cost, final, beam):
+    alpha, beta = forward_backward_best(num_states, src, dst, cost, final)
     best = beta[0] if num_states else np.inf
     limit = best + beam + 1e-6 * (1.0 + abs(best))
     keep_arc = np.zeros(src.shape[0], np.bool_)
