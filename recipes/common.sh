@@ -94,11 +94,15 @@ results_dirs() {
 # SELECT_SET at each acoustic scale in SCALES (comma-separated; the best on SELECT_SET is kept),
 # then every OTHER_SET that exists at that scale. The search options come from $conf/decode.conf
 # (beam 10 / max-active 1500; recipes/an4/conf/decode.conf says why); the bundles inherit them.
+# When decode.conf has --lattice-beam, SELECT_SET is decoded once into lattices and scored at
+# every scale x word-insertion penalty in $word_ins_penalties (when the recipe sets it), the
+# other sets at the winning pair.
 decode_model() {
   local model=$1 select=$2 scales=$3 set
   shift 3
   asr decode "$exp/$model" "$data/$select" --graph "$exp/$model/graph" @"$conf/decode.conf" \
-    --out "$exp/$model/decode_$select" --nj "$nj" --acoustic-scales "$scales"
+    --out "$exp/$model/decode_$select" --nj "$nj" --acoustic-scales "$scales" \
+    ${word_ins_penalties:+--word-ins-penalties "$word_ins_penalties"}
   for set in "$@"; do
     [ -d "$data/$set" ] || continue
     asr decode "$exp/$model" "$data/$set" --graph "$exp/$model/graph" @"$conf/decode.conf" \

@@ -346,8 +346,14 @@ def test_kaldi_text_round_trip_and_kaldifst_reads_the_raw_lattice(tmp_path):
     # the raw lattice text is OpenFst's: kaldifst's own printing of it has the same arcs
     text = io.StringIO()
     write_raw_lattice(text, "utt-a", raw)
-    ours = sorted(line.split()[:4] for line in text.getvalue().splitlines()[1:] if len(line.split()) == 5)
-    theirs = sorted(line.split()[:4] for line in raw.to_kaldifst().to_str().splitlines() if len(line.split()) == 5)
+    ours = sorted(
+        line.split()[:4] for line in text.getvalue().splitlines()[1:] if len(line.split()) == 5
+    )
+    theirs = sorted(
+        line.split()[:4]
+        for line in raw.to_kaldifst().to_str().splitlines()
+        if len(line.split()) == 5
+    )
     assert ours == theirs
     assert n_best_words(raw.to_kaldifst().to_str()) == [p.word_ids for p in lat.nbest(5)]
 

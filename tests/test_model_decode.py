@@ -329,3 +329,42 @@ def test_yesno_mono_end_to_end_through_cli(yesno_mono, capsys):
     train_wer = json.loads((mono / "decode_train/decode.json").read_text())["wer"]
     test_wer = json.loads((mono / "decode_test/decode.json").read_text())["wer"]
     assert train_wer < 5.0 and test_wer < 10.0, (train_wer, test_wer)
+
+
+def test_lattice_mode_scores_the_grid_from_one_search(setup, tmp_path):
+    """One lattice search per utterance; each grid point's best path; oracle <= 1-best."""
+    import gzip
+
+    from asr.lattice.kaldi_io import read_word_lattices
+
+    out = tmp_path / "lat"
+    scales = (0.05, 0.1, 0.2)
+    summary = decode_data_dir(
+        setup["model"], setup["graph"], setup["data"], out,
+        config=DecoderConfig(beam=13.0), acoustic_scales=scales,
+        lattice_beam=4.0, word_ins_penalties=(0.0, 1.0),
+    )  # fmt: skip
+    record = json.loads((out / "decode.json").read_text())
+    assert record["lattice_beam"] == 4.0 and record["word_ins_penalties"] == [0.0, 1.0]
+    assert record["search_acoustic_scale"] == pytest.approx(0.1)  # geometric mean
+    refs = read_text_file(setup["data"] / "text")
+    for s in scales:
+        for p in (0, 1):
+            tag = f"{s:g}_{p:g}"
+            assert (
+                score(refs, read_text_file(out / f"hyp_{tag}.txt")).summary() + "\n"
+                == (out / f"wer_{tag}").read_text()
+            )
+    # at the search's own scale and no penalty the lattice's best path is the 1-best search's
+    assert read_text_file(out / "hyp_0.1_0.txt") == by_hand(setup, 0.1)
+    with gzip.open(out / "lat.txt.gz", "rt") as f:
+        lattices = dict(read_word_lattices(f, acoustic_scale=0.1))
+    assert sorted(lattices) == sorted(refs)
+    assert all(lat.is_deterministic() for lat in lattices.values())
+    assert record["oracle_wer"] <= summary.wer
+    assert (out / "oracle_wer").read_text().startswith("%WER")
+    with pytest.raises(DecodeError, match="need lattices"):
+        decode_data_dir(
+            setup["model"], setup["graph"], setup["data"], tmp_path / "x",
+            word_ins_penalties=(0.0, 1.0),
+        )  # fmt: skip

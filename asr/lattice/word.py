@@ -67,6 +67,7 @@ class WordLattice:
     state_frame: np.ndarray
     num_frames: int
     acoustic_scale: float
+    reached_final: bool = True  # False: the search ended in no final state (all were made final)
 
     # -- construction -------------------------------------------------------------
     @classmethod

@@ -53,6 +53,7 @@ exp=exp/an4$(feat_suffix)
 conf=recipes/an4/conf
 sets="train dev"
 gmm_scales=0.033,0.04,0.05,0.067,0.083,0.1,0.125  # acoustic scales tried on dev
+word_ins_penalties=0,0.5,1  # tried with each scale on dev's lattices (conf/decode.conf)
 [ -f "$corpus_dir/etc/an4_test.fileids" ] && sets="$sets test"
 
 if stage_ok 0; then
