@@ -106,3 +106,18 @@ def test_dir_tags():
         "y/an4",
     ]
     assert dir_tags([Path("a/mono"), Path("b/other"), Path("c/other")]) == ["", "other", "c/other"]
+
+
+def test_lattice_decodes_show_their_penalty_and_oracle(tmp_path):
+    exp = tmp_path / "exp"
+    _decode_dir(exp, "tri3", "dev", 38, 719, 0.033)
+    out_dir = exp / "tri3" / "decode_dev"
+    record = {"best_acoustic_scale": 0.033, "best_word_ins_penalty": 1.0}
+    (out_dir / "decode.json").write_text(json.dumps(record))
+    (out_dir / "oracle_wer").write_text("%WER 2.36 [ 17 / 719 ] lattice oracle\n")
+    out = tmp_path / "RESULTS.md"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["results", str(exp), "--out", str(out), "--title", "t"]) == 0
+    text = out.read_text()
+    assert "| tri3 | 5.29 [38 / 719, 0.033, wip 1] (oracle 2.36) |  |" in text
+    assert parse_results_table(text) == [("tri3", 5.29)]
