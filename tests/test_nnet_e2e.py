@@ -87,6 +87,9 @@ def test_dnn_trains_on_gmm_alignments_and_decodes_through_hclg(yesno):
     ])  # fmt: skip
     assert json.loads((dnn / "train_summary.json").read_text())["resumed_from_epoch"] == 6
     assert "dnn model" in again
+    # ... and the summary keeps the time of the run that trained it
+    rerun = json.loads((dnn / "train_summary.json").read_text())
+    assert rerun["train_seconds"] >= summary["train_seconds"]
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ the wall time.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -193,6 +194,9 @@ def _summary(
 ) -> dict[str, Any]:
     history = [dataclasses.asdict(h) for h in result.history]
     fps = [h["frames_per_second"] for h in history]
+    if result.resumed_from_epoch > 0:  # count the time of the run(s) this one resumed
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            seconds += float(json.loads((out_dir / SUMMARY_FILE).read_text())["train_seconds"])
     summary = {
         "kind": kind,
         "best_epoch": result.best_epoch,
