@@ -87,6 +87,11 @@ def test_decode_cli_errors_are_clean(tmp_path, graph_dir, capsys):
         == 2
     )
     assert not (out / "hyp.txt").exists()
+    argv = ["decode", "--graph", str(gdir), "--log-likes", str(ark), "--out", str(out)]
+    assert main([*argv, "--lattice-beam", "6"]) == 2
+    assert "--lattice-beam/--word-ins-penalties need MODEL_DIR" in capsys.readouterr().err
+    assert main(["decode", "m", "d", "--graph", str(gdir), "--word-ins-penalties", "0,x"]) == 2
+    assert "--word-ins-penalties: not a comma-separated list" in capsys.readouterr().err
 
 
 def test_decode_on_cuda_without_cuda_is_one_line_exit_2(tmp_path, graph_dir, capsys, monkeypatch):

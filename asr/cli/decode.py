@@ -172,6 +172,10 @@ def run(args: argparse.Namespace) -> int:
             raise DecodeError(
                 "--acoustic-scales/--acoustic-scale-from need MODEL_DIR DATA_DIR (not --log-likes)"
             )
+        if args.lattice_beam is not None or args.word_ins_penalties is not None:
+            raise DecodeError(
+                "--lattice-beam/--word-ins-penalties need MODEL_DIR DATA_DIR (not --log-likes)"
+            )
         return run_log_likes(args)
     if args.model_dir is None or args.data_dir is None:
         raise DecodeError("give MODEL_DIR DATA_DIR (or --log-likes ARK --out DIR)")
