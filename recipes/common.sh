@@ -96,17 +96,20 @@ results_dirs() {
 # (beam 10 / max-active 1500; recipes/an4/conf/decode.conf says why); the bundles inherit them.
 # When decode.conf has --lattice-beam, SELECT_SET is decoded once into lattices and scored at
 # every scale x word-insertion penalty in $word_ins_penalties (when the recipe sets it), the
-# other sets at the winning pair.
+# other sets at the winning pair; with $rescore_lm (an ARPA file) the lattices are rescored
+# with it first (the first pass's WER: decode_<set>/wer_first_pass).
 decode_model() {
   local model=$1 select=$2 scales=$3 set
   shift 3
   asr decode "$exp/$model" "$data/$select" --graph "$exp/$model/graph" @"$conf/decode.conf" \
     --out "$exp/$model/decode_$select" --nj "$nj" --acoustic-scales "$scales" \
-    ${word_ins_penalties:+--word-ins-penalties "$word_ins_penalties"}
+    ${word_ins_penalties:+--word-ins-penalties "$word_ins_penalties"} \
+    ${rescore_lm:+--rescore-lm "$rescore_lm" --old-g "$data/lang/G.fst"}
   for set in "$@"; do
     [ -d "$data/$set" ] || continue
     asr decode "$exp/$model" "$data/$set" --graph "$exp/$model/graph" @"$conf/decode.conf" \
-      --out "$exp/$model/decode_$set" --nj "$nj" --acoustic-scale-from "$exp/$model/decode_$select"
+      --out "$exp/$model/decode_$set" --nj "$nj" --acoustic-scale-from "$exp/$model/decode_$select" \
+      ${rescore_lm:+--rescore-lm "$rescore_lm" --old-g "$data/lang/G.fst"}
   done
 }
 

@@ -115,9 +115,10 @@ def test_lattice_decodes_show_their_penalty_and_oracle(tmp_path):
     record = {"best_acoustic_scale": 0.033, "best_word_ins_penalty": 1.0}
     (out_dir / "decode.json").write_text(json.dumps(record))
     (out_dir / "oracle_wer").write_text("%WER 2.36 [ 17 / 719 ] lattice oracle\n")
+    (out_dir / "wer_first_pass").write_text("%WER 5.56 [ 40 / 719, 7 ins, 5 del, 28 sub ]\n")
     out = tmp_path / "RESULTS.md"
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["results", str(exp), "--out", str(out), "--title", "t"]) == 0
     text = out.read_text()
-    assert "| tri3 | 5.29 [38 / 719, 0.033, wip 1] (oracle 2.36) |  |" in text
+    assert "| tri3 | 5.29 [38 / 719, 0.033, wip 1] (first pass 5.56, oracle 2.36) |  |" in text
     assert parse_results_table(text) == [("tri3", 5.29)]

@@ -368,3 +368,23 @@ def test_lattice_mode_scores_the_grid_from_one_search(setup, tmp_path):
             setup["model"], setup["graph"], setup["data"], tmp_path / "x",
             word_ins_penalties=(0.0, 1.0),
         )  # fmt: skip
+
+
+def test_lattice_rescoring_with_the_decoding_lm_keeps_the_hypotheses(setup, tmp_path):
+    lang = setup["root"] / "lang"
+    plain, rescored = tmp_path / "plain", tmp_path / "rescored"
+    common = dict(config=DecoderConfig(beam=13.0), acoustic_scales=(0.1,), lattice_beam=4.0)
+    decode_data_dir(setup["model"], setup["graph"], setup["data"], plain, **common)
+    decode_data_dir(
+        setup["model"], setup["graph"], setup["data"], rescored, **common,
+        rescore_lm=lang / "lm.arpa", old_g=lang / "G.fst",
+    )  # fmt: skip
+    assert (rescored / "hyp.txt").read_text() == (plain / "hyp.txt").read_text()
+    assert (rescored / "wer_first_pass").read_text() == (plain / "wer").read_text()
+    record = json.loads((rescored / "decode.json").read_text())
+    assert record["rescore_lm"].endswith("lm.arpa") and record["first_pass_wer"] is not None
+    with pytest.raises(DecodeError, match="needs lattices"):
+        decode_data_dir(
+            setup["model"], setup["graph"], setup["data"], tmp_path / "x",
+            rescore_lm=lang / "lm.arpa", old_g=lang / "G.fst",
+        )  # fmt: skip

@@ -116,18 +116,46 @@ class LatticeMode:
     config: Any  # asr.decode.lattice_search.LatticeConfig
     grid: tuple[tuple[float, float], ...]
     ilabel_to_pdf: Any  # np.ndarray, the graph's
+    rescore: tuple[str, str, int] | None = None  # (new LM ARPA, old G.fst, its back-off label)
 
     def results(self, graph: DecodingGraph, scores, word_symbols) -> tuple[list, Any]:
-        """(one DecodeResult per grid point, the word lattice) of one utterance."""
+        """(one DecodeResult per grid point, the first-pass word lattice) of one utterance;
+        with ``rescore``, the first pass's grid then the rescored lattice's."""
         from asr.decode.lattice_search import decode_lattice
-        from asr.lattice import Scales, determinize
+        from asr.lattice import determinize
 
         lat = determinize(decode_lattice(graph, scores, self.config))
+        out = self._grid_results(lat, word_symbols)
+        if self.rescore is not None:
+            from asr.lattice.rescore import rescore
+
+            old_g, new_lm = _rescoring_models(self.rescore)
+            rescored = rescore(lat, old_g=old_g, new_lm=new_lm, word_symbols=word_symbols)
+            out += self._grid_results(rescored, word_symbols)
+        return out, lat
+
+    def _grid_results(self, lat, word_symbols) -> list[DecodeResult]:
+        from asr.lattice import Scales
+
         out = []
         for scale, wip in self.grid:
             path = lat.best_path(Scales(acoustic_scale=scale, word_ins_penalty=wip))
             out.append(path_result(path, lat, scale, word_symbols, self.ilabel_to_pdf))
-        return out, lat
+        return out
+
+
+_RESCORING_MODELS: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _rescoring_models(key: tuple[str, str, int]) -> tuple[Any, Any]:
+    """(old G, new LM) of a rescoring, loaded once per process."""
+    if key not in _RESCORING_MODELS:
+        from asr.lang.arpa import read_arpa
+        from asr.lattice.rescore import GrammarFst
+
+        arpa, g_fst, backoff = key
+        _RESCORING_MODELS[key] = (GrammarFst(g_fst, backoff_label=backoff), read_arpa(arpa))
+    return _RESCORING_MODELS[key]
 
 
 def path_result(path, lat, scale: float, word_symbols, ilabel_to_pdf) -> DecodeResult:
@@ -322,6 +350,8 @@ def decode_data_dir(
     write_alignment: bool = True,
     lattice_beam: float | None = None,
     word_ins_penalties: Sequence[float] = (0.0,),
+    rescore_lm: str | os.PathLike | None = None,
+    old_g: str | os.PathLike | None = None,
 ) -> DecodeSummary:
     """Decode every utterance of ``data_dir``'s ``feats.scp``; see the module docstring.
 
@@ -330,6 +360,9 @@ def decode_data_dir(
     geometric mean of the scales, and take each ``(acoustic scale, word-insertion
     penalty)`` grid point's best path from them (Kaldi's ``score.sh``) instead of
     searching once per scale; with ``DATA/text`` also the lattice oracle WER (``oracle_wer``).
+    ``rescore_lm`` (an ARPA file; needs ``old_g``, the decoding ``G.fst``): each lattice is
+    rescored with it (:func:`asr.lattice.rescore.rescore`) and the grid is scored on the
+    rescored lattices; the first pass's best WER goes to ``wer_first_pass``.
 
     ``config``: beam search options (default ``DecoderConfig(beam=13.0)``); its
     ``acoustic_scale`` is used unless ``acoustic_scales`` lists several to try
@@ -383,6 +416,19 @@ def decode_data_dir(
     if not utt_ids:
         raise DecodeError(f"{feats_scp}: no utterances")
 
+    if rescore_lm is not None and (lattice_beam is None or old_g is None):
+        raise DecodeError("rescoring (rescore_lm) needs lattices (lattice_beam) and the old G.fst")
+    rescore_key = None
+    if rescore_lm is not None:
+        from asr.lang.symbols import read_symbol_table
+
+        for path in (Path(rescore_lm), Path(old_g)):
+            if not path.is_file():
+                raise DecodeError(f"{path}: not found")
+        table = read_symbol_table(words_path)
+        if "#0" not in table:
+            raise DecodeError(f"{words_path}: no #0 symbol: cannot tell G's back-off arcs")
+        rescore_key = (str(rescore_lm), str(old_g), int(table["#0"]))
     lattice = None
     if lattice_beam is not None:
         from asr.decode.lattice_search import LatticeConfig
@@ -395,6 +441,7 @@ def decode_data_dir(
             ),
             tuple(grid),
             read_ilabel_map(ilabel_map),
+            rescore_key,
         )
     utt2spk_path = data_dir / "utt2spk"
     utt2spk = read_kaldi_map(utt2spk_path) if utt2spk_path.is_file() else {}
@@ -446,9 +493,23 @@ def decode_data_dir(
     per_scale = [[by_utt[u][i] for u in utt_ids] for i in range(len(by_utt[utt_ids[0]]))]
     if lattice is None:
         grid = [(s, 0.0) for s in scales]
+    first_pass = None
+    if rescore_key is not None:  # the first pass's grid, then the rescored one's
+        first_pass, per_scale = per_scale[: len(grid)], per_scale[len(grid) :]
 
     out_dir.mkdir(parents=True, exist_ok=True)
     oracle = _write_lattices(out_dir, utt_ids, lat_by_utt, refs, words_path) if lattice else None
+    first_pass_wer = None
+    if first_pass is not None and refs is not None:
+        from asr.scoring import score
+
+        first = [
+            score(refs, {u: r.text for u, r in zip(utt_ids, res, strict=True)})
+            for res in first_pass
+        ]
+        best_first = min(first, key=lambda r: r.errors)
+        first_pass_wer = best_first.wer
+        atomic_write_text(out_dir / "wer_first_pass", best_first.summary() + "\n")
     scored: list[Any] = []
     for (scale, wip), results in zip(grid, per_scale, strict=True):
         if len(grid) == 1:
@@ -514,6 +575,8 @@ def decode_data_dir(
         "lattice_beam": lattice_beam,
         "search_acoustic_scale": lattice.config.decoder.acoustic_scale if lattice else None,
         "oracle_wer": oracle,
+        "rescore_lm": str(rescore_lm) if rescore_lm is not None else None,
+        "first_pass_wer": first_pass_wer,
         "wer_by_scale": {format_scale(s): w for s, w in wer_by_scale.items()},
         "wer": wer,
         "num_utterances": summary.num_utterances,

@@ -44,6 +44,8 @@ _EPILOG = """examples:
       --acoustic-scale-from exp/an4/mono/decode_dev
   asr decode exp/an4/tri3 data/an4/dev --graph exp/an4/tri3/graph --lattice-beam 6 \\
       --acoustic-scales 0.033,0.05,0.067,0.1 --word-ins-penalties 0,0.5,1 --nj 2
+  asr decode exp/an4/tri3 data/an4/dev --graph exp/an4/tri3/graph --lattice-beam 6 \\
+      --acoustic-scales 0.033,0.05 --rescore-lm data/an4/lang/lm4.arpa --old-g data/an4/lang/G.fst
   asr decode --graph exp/an4/mono/graph --log-likes loglikes.ark --out decode_test \\
       --ref data/an4/test/text
 """
@@ -99,6 +101,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--word-ins-penalties",
         help="comma-separated word-insertion penalties tried with --lattice-beam (default: 0)",
+    )
+    parser.add_argument(
+        "--rescore-lm",
+        type=Path,
+        metavar="ARPA",
+        help="with --lattice-beam: rescore the lattices with this LM (e.g. a 4-gram) in place of "
+        "the decoding LM given by --old-g; the first pass's WER goes to OUT/wer_first_pass",
+    )
+    parser.add_argument(
+        "--old-g", type=Path, metavar="G_FST", help="the decoding graph's G.fst (LANG/G.fst)"
     )
     parser.add_argument("--nj", type=int, default=1, help="parallel jobs (MODEL_DIR mode)")
     parser.add_argument("--ref", type=Path, help="reference Kaldi text file: also write OUT/wer")
@@ -172,7 +184,11 @@ def run(args: argparse.Namespace) -> int:
             raise DecodeError(
                 "--acoustic-scales/--acoustic-scale-from need MODEL_DIR DATA_DIR (not --log-likes)"
             )
-        if args.lattice_beam is not None or args.word_ins_penalties is not None:
+        if (
+            args.lattice_beam is not None
+            or args.word_ins_penalties is not None
+            or args.rescore_lm is not None
+        ):
             raise DecodeError(
                 "--lattice-beam/--word-ins-penalties need MODEL_DIR DATA_DIR (not --log-likes)"
             )
@@ -278,6 +294,8 @@ def run_model(args: argparse.Namespace) -> int:
             device=args.device,
             lattice_beam=args.lattice_beam,
             word_ins_penalties=wips,
+            rescore_lm=args.rescore_lm,
+            old_g=args.old_g,
         )
     if summary.num_not_final:
         print(

@@ -14,7 +14,8 @@
 #   0 data dirs (train, speaker-disjoint dev carved from train, test when present)
 #   1 features (--feat-type: MFCC or LPCC) + per-speaker CMVN stats
 #   2 lang dir (an4.dic + an4.filler), L.fst
-#   3 word LM on the training transcripts (Kneser-Ney), G.fst
+#   3 word LM on the training transcripts (Kneser-Ney), G.fst; a one-order-higher LM that
+#     rescores every decode's lattices
 #   4 monophone HMM topology/transition model and its HCLG graph
 #   5 monophone GMM-HMM training from a flat start (exp/an4/mono)
 #   6 its HCLG; decoding of dev at several acoustic scales, test at dev's best scale
@@ -75,11 +76,15 @@ if stage_ok 2; then
 fi
 
 if stage_ok 3; then
-  log "stage 3: ${lm_order}-gram LM and G.fst"
+  log "stage 3: ${lm_order}-gram LM and G.fst, $((lm_order + 1))-gram LM for lattice rescoring"
   asr lm train "$data/train/text" --order "$lm_order" --vocab "$data/lang/words.txt" \
     --heldout "$data/dev/text" --out "$data/lang/lm.arpa"
   asr lm to-g "$data/lang/lm.arpa" --words "$data/lang/words.txt" --out "$data/lang/G.fst"
+  asr lm train "$data/train/text" --order "$((lm_order + 1))" --vocab "$data/lang/words.txt" \
+    --heldout "$data/dev/text" --out "$data/lang/lm_rescore.arpa"
 fi
+# every decode's lattices are rescored with the larger LM (decode_model in recipes/common.sh)
+rescore_lm="$data/lang/lm_rescore.arpa"
 
 if stage_ok 4; then
   log "stage 4: monophone model topology and HCLG"
