@@ -88,15 +88,17 @@ class WordLattice:
         fwd = np.zeros(num_states, bool)
         bwd = np.zeros(num_states, bool)
         order = _topological_order(num_states, src, dst)
+        by_src = np.argsort(src, kind="stable")
+        starts = np.searchsorted(src[by_src], np.arange(num_states + 1))
         if num_states:
             fwd[0] = True
         for s in order:
             if fwd[s]:
-                fwd[dst[src == s]] = True
+                fwd[dst[by_src[starts[s] : starts[s + 1]]]] = True
         for s in finals:
             bwd[s] = True
         for s in order[::-1]:
-            if not bwd[s] and np.any(bwd[dst[src == s]]):
+            if not bwd[s] and np.any(bwd[dst[by_src[starts[s] : starts[s + 1]]]]):
                 bwd[s] = True
         alive = fwd & bwd
         new_id = np.full(num_states, -1, np.int64)
@@ -104,15 +106,8 @@ class WordLattice:
         new_id[kept] = np.arange(len(kept))
         keep_arc = alive[src] & alive[dst] if len(arcs) else np.zeros(0, bool)
         arc_idx = np.flatnonzero(keep_arc)
-        arc_idx = (
-            arc_idx[
-                np.lexsort(
-                    (np.array([arcs[i][2] for i in arc_idx], dtype=np.int64), new_id[src[arc_idx]])
-                )
-            ]
-            if arc_idx.size
-            else arc_idx
-        )
+        words = np.array([a[2] for a in arcs], dtype=np.int64)
+        arc_idx = arc_idx[np.lexsort((words[arc_idx], new_id[src[arc_idx]]))]  # by (src, word)
         strings = [arcs[i][5] for i in arc_idx]
         tid_start = np.zeros(len(strings) + 1, np.int64)
         tid_start[1:] = np.cumsum([len(s) for s in strings])
