@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from asr.decode.search_graph import DecodingGraph
 from asr.decode.viterbi import DecoderConfig, decode
 from asr.errors import DecodeError, GraphError
+from tests.support.openfst_oracle import score_lattice
 from tests.support.random_graphs import random_fst, random_problem
 
 WIDE = DecoderConfig(beam=1e4, max_active=2**31 - 1, min_active=0, acoustic_scale=0.5)
@@ -23,17 +24,7 @@ WIDE = DecoderConfig(beam=1e4, max_active=2**31 - 1, min_active=0, acoustic_scal
 
 def openfst_best(fst, ilabel_to_pdf, log_likes, acoustic_scale):
     """Best (cost, word ids) of graph o score-lattice via OpenFst, or None if no path."""
-    num_frames = log_likes.shape[0]
-    lat = kaldifst.StdVectorFst()
-    for _ in range(num_frames + 1):
-        lat.add_state()
-    lat.start = 0
-    lat.set_final(state=num_frames, weight=0.0)
-    scaled = np.float32(acoustic_scale) * log_likes
-    for t in range(num_frames):
-        for i in range(1, len(ilabel_to_pdf)):
-            cost = -float(scaled[t, ilabel_to_pdf[i]])
-            lat.add_arc(state=t, arc=kaldifst.StdArc(i, i, cost, t + 1))
+    lat = score_lattice(ilabel_to_pdf, log_likes, acoustic_scale)
     graph = fst.copy()
     kaldifst.arcsort(graph, sort_type="ilabel")
     composed = kaldifst.compose(lat, graph)

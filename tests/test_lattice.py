@@ -15,6 +15,7 @@ from asr.decode.search_graph import DecodingGraph
 from asr.decode.viterbi import DecoderConfig, decode
 from asr.errors import DecodeError
 from asr.lattice import Scales, determinize
+from tests.support.openfst_oracle import best_cost_of_words, score_lattice
 from tests.support.random_graphs import random_problem
 
 WIDE = DecoderConfig(beam=1e4, max_active=2**31 - 1, min_active=0, acoustic_scale=0.5)
@@ -55,18 +56,7 @@ def _output_acceptor(fst) -> kaldifst.StdVectorFst:
 
 def composed_words(fst, ilabel_to_pdf, log_likes, acoustic_scale):
     """OpenFst: word acceptor of graph o (scaled) score lattice (all paths, exact costs)."""
-    num_frames = log_likes.shape[0]
-    lat = kaldifst.StdVectorFst()
-    for _ in range(num_frames + 1):
-        lat.add_state()
-    lat.start = 0
-    lat.set_final(state=num_frames, weight=0.0)
-    scaled = np.float32(acoustic_scale) * log_likes
-    for t in range(num_frames):
-        for i in range(1, len(ilabel_to_pdf)):
-            lat.add_arc(
-                state=t, arc=kaldifst.StdArc(i, i, -float(scaled[t, ilabel_to_pdf[i]]), t + 1)
-            )
+    lat = score_lattice(ilabel_to_pdf, log_likes, acoustic_scale)
     graph = fst.copy()
     kaldifst.arcsort(graph, sort_type="ilabel")
     return _output_acceptor(kaldifst.compose(lat, graph))
@@ -75,22 +65,6 @@ def composed_words(fst, ilabel_to_pdf, log_likes, acoustic_scale):
 def exact_nbest(fst, ilabel_to_pdf, log_likes, acoustic_scale, n, beam):
     """OpenFst: the n best word sequences within ``beam`` of the best, exact."""
     return _word_nbest(composed_words(fst, ilabel_to_pdf, log_likes, acoustic_scale), n, beam)
-
-
-def exact_cost(words_fst, words):
-    """OpenFst: the best cost of one word sequence (inf when impossible)."""
-    linear = kaldifst.StdVectorFst()
-    linear.add_state()
-    linear.start = 0
-    for k, w in enumerate(words):
-        linear.add_state()
-        linear.add_arc(state=k, arc=kaldifst.StdArc(w, w, 0.0, k + 1))
-    linear.set_final(state=len(words), weight=0.0)
-    kaldifst.arcsort(linear, sort_type="ilabel")
-    best = kaldifst.shortest_path(kaldifst.compose(words_fst, linear))
-    if best.num_states == 0:
-        return float("inf")
-    return float(kaldifst.get_linear_symbol_sequence(best)[3].value)
 
 
 def kaldi_nbest(fst, ilabel_to_pdf, log_likes, beam, lattice_beam, acoustic_scale, n):
@@ -229,9 +203,8 @@ def test_narrow_beam_best_path_is_the_one_best_decoders(seed, beam, num_frames):
         return
     # every other path is a real one: never cheaper than the exact best for its words
     words_fst = composed_words(fst, i2p, ll, 0.5)
-    kaldifst.arcsort(words_fst, sort_type="olabel")
     for path in determinize(raw).nbest(10):
-        assert path.cost >= exact_cost(words_fst, path.word_ids) - 1e-3
+        assert path.cost >= best_cost_of_words(words_fst, path.word_ids) - 1e-3
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

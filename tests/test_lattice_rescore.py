@@ -16,6 +16,7 @@ from asr.lang.lm import NgramConfig, train_ngram
 from asr.lang.symbols import read_symbol_table
 from asr.lattice import WordLattice
 from asr.lattice.rescore import GrammarFst, rescore
+from tests.support.openfst_oracle import best_cost_of_words
 
 WORDS = ["A", "B", "C", "D"]
 TEXT = [
@@ -59,18 +60,7 @@ def g_cost(g_path, word_ids) -> float:
             )
         else:
             fst.set_final(state=int(r[0]), weight=float(r[1]) if len(r) > 1 else 0.0)
-    linear = kaldifst.StdVectorFst()
-    linear.add_state()
-    linear.start = 0
-    for k, w in enumerate(word_ids):
-        linear.add_state()
-        linear.add_arc(state=k, arc=kaldifst.StdArc(w, w, 0.0, k + 1))
-    linear.set_final(state=len(word_ids), weight=0.0)
-    kaldifst.arcsort(fst, sort_type="olabel")
-    best = kaldifst.shortest_path(kaldifst.compose(fst, linear))
-    return (
-        float(kaldifst.get_linear_symbol_sequence(best)[3].value) if best.num_states else math.inf
-    )
+    return best_cost_of_words(fst, word_ids)
 
 
 def arpa_cost(model, words) -> float:

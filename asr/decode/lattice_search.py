@@ -200,29 +200,6 @@ def decode_lattice(
 
 # -- compiled kernels ------------------------------------------------------------
 @numba.njit(cache=True, nogil=True)
-def _new_token(arrays, counters, state, frame):
-    tok_state, tok_cost, tok_head, tok_frame, ld, ln, la, lac = arrays
-    n = counters[1]
-    if n == tok_state.shape[0]:
-        size = 2 * n
-        ts = np.empty(size, np.int32)
-        tc = np.empty(size, np.float64)
-        th = np.empty(size, np.int64)
-        tf = np.empty(size, np.int32)
-        ts[:n] = tok_state
-        tc[:n] = tok_cost
-        th[:n] = tok_head
-        tf[:n] = tok_frame
-        tok_state, tok_cost, tok_head, tok_frame = ts, tc, th, tf
-    tok_state[n] = state
-    tok_cost[n] = np.inf
-    tok_head[n] = -1
-    tok_frame[n] = frame
-    counters[1] = n + 1
-    return n, (tok_state, tok_cost, tok_head, tok_frame, ld, ln, la, lac)
-
-
-@numba.njit(cache=True, nogil=True)
 def _reserve(arrays, counters, num_links, num_tokens):
     """Arrays with room for ``num_links`` more links and ``num_tokens`` more tokens."""
     tok_state, tok_cost, tok_head, tok_frame, link_dst, link_next, link_arc, link_ac = arrays
@@ -254,27 +231,29 @@ def _reserve(arrays, counters, num_links, num_tokens):
 
 
 @numba.njit(cache=True, nogil=True)
+def _new_token(arrays, counters, state, frame):
+    arrays = _reserve(arrays, counters, 0, 1)
+    n = counters[1]
+    arrays[0][n] = state
+    arrays[1][n] = np.inf
+    arrays[2][n] = -1
+    arrays[3][n] = frame
+    counters[1] = n + 1
+    return n, arrays
+
+
+@numba.njit(cache=True, nogil=True)
 def _new_link(arrays, counters, src, dst, arc, ac):
+    arrays = _reserve(arrays, counters, 1, 0)
     tok_state, tok_cost, tok_head, tok_frame, link_dst, link_next, link_arc, link_ac = arrays
     n = counters[2]
-    if n == link_dst.shape[0]:
-        size = 2 * n
-        d = np.empty(size, np.int64)
-        x = np.empty(size, np.int64)
-        a = np.empty(size, np.int32)
-        c = np.empty(size, np.float32)
-        d[:n] = link_dst
-        x[:n] = link_next
-        a[:n] = link_arc
-        c[:n] = link_ac
-        link_dst, link_next, link_arc, link_ac = d, x, a, c
     link_dst[n] = dst
     link_next[n] = tok_head[src]
     link_arc[n] = arc
     link_ac[n] = ac
     tok_head[src] = n
     counters[2] = n + 1
-    return (tok_state, tok_cost, tok_head, tok_frame, link_dst, link_next, link_arc, link_ac)
+    return arrays
 
 
 @numba.njit(cache=True, nogil=True)

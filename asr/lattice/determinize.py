@@ -237,17 +237,11 @@ def _segments(num_states, src, dst, ilabel, olabel, graph, ac, final, scale, alp
         if is_node[s]:
             node_state[node_of[s]] = s
     super_final = num_nodes
-    cap = 64
-    seg_src = np.empty(cap, np.int64)
-    seg_dst = np.empty(cap, np.int64)
-    seg_word = np.empty(cap, np.int64)
-    seg_g = np.empty(cap, np.float64)
-    seg_a = np.empty(cap, np.float64)
-    seg_tid = np.zeros(cap + 1, np.int64)
-    tid_cap = 256
-    tids = np.empty(tid_cap, np.int64)
+    seg_i = np.empty((64, 3), np.int64)  # per segment: src node, dst node, word
+    seg_f = np.empty((64, 2), np.float64)  # graph, acoustic cost
+    seg_tid = np.zeros(65, np.int64)  # tid offsets
+    tids = np.empty(256, np.int64)
     num_segs = 0
-    num_tids = 0
     cost_g = np.full(num_states, np.inf)
     cost_a = np.full(num_states, np.inf)
     back = np.full(num_states, -1, np.int64)
@@ -281,58 +275,26 @@ def _segments(num_states, src, dst, ilabel, olabel, graph, ac, final, scale, alp
                 # final segment straight from the node: no tids
                 if alpha[b] + final[b] > limit:
                     continue
-                if num_segs == cap:
-                    cap *= 2
-                    seg_src = _grow_i(seg_src, cap)
-                    seg_dst = _grow_i(seg_dst, cap)
-                    seg_word = _grow_i(seg_word, cap)
-                    seg_g = _grow_f(seg_g, cap)
-                    seg_a = _grow_f(seg_a, cap)
-                    seg_tid = _grow_i(seg_tid, cap + 1)
-                seg_src[num_segs] = node_of[b]
-                seg_dst[num_segs] = super_final
-                seg_word[num_segs] = 0
-                seg_g[num_segs] = final[b]
-                seg_a[num_segs] = 0.0
-                num_segs += 1
-                seg_tid[num_segs] = num_tids
+                seg_i, seg_f, seg_tid, tids, num_segs = _add_segment(
+                    seg_i, seg_f, seg_tid, tids, num_segs, node_of[b], super_final, 0,
+                    final[b], 0.0, path, 0, ilabel,
+                )  # fmt: skip
                 continue
             for i in range(arc_start[b], arc_start[b + 1]):
-                if olabel[i] != w:
-                    continue
-                d = dst[i]
-                cg = graph[i]
-                ca = ac[i]
-                if cost_g[d] == np.inf:
-                    touched[n_touched] = d
-                    n_touched += 1
-                    heapq.heappush(heap, d)
-                    cost_g[d] = cg
-                    cost_a[d] = ca
-                    back[d] = i
-                elif cg + scale * ca < cost_g[d] + scale * cost_a[d]:
-                    cost_g[d] = cg
-                    cost_a[d] = ca
-                    back[d] = i
+                if olabel[i] == w:
+                    n_touched = _relax(
+                        i, dst[i], graph[i], ac[i], scale, cost_g, cost_a, back, touched,
+                        n_touched, heap,
+                    )  # fmt: skip
             while len(heap) > 0:
                 s = heapq.heappop(heap)
                 ends_here = is_node[s]
                 if not ends_here:
                     for i in range(arc_start[s], arc_start[s + 1]):
-                        d = dst[i]
-                        cg = cost_g[s] + graph[i]
-                        ca = cost_a[s] + ac[i]
-                        if cost_g[d] == np.inf:
-                            touched[n_touched] = d
-                            n_touched += 1
-                            heapq.heappush(heap, d)
-                            cost_g[d] = cg
-                            cost_a[d] = ca
-                            back[d] = i
-                        elif cg + scale * ca < cost_g[d] + scale * cost_a[d]:
-                            cost_g[d] = cg
-                            cost_a[d] = ca
-                            back[d] = i
+                        n_touched = _relax(
+                            i, dst[i], cost_g[s] + graph[i], cost_a[s] + ac[i], scale, cost_g,
+                            cost_a, back, touched, n_touched, heap,
+                        )  # fmt: skip
                 if ends_here or final[s] < np.inf:
                     end = node_of[s] if ends_here else super_final
                     extra = 0.0 if ends_here else final[s]
@@ -346,54 +308,67 @@ def _segments(num_states, src, dst, ilabel, olabel, graph, ac, final, scale, alp
                         path[n_path] = back[x]
                         n_path += 1
                         x = src[back[x]]
-                    if num_segs == cap:
-                        cap *= 2
-                        seg_src = _grow_i(seg_src, cap)
-                        seg_dst = _grow_i(seg_dst, cap)
-                        seg_word = _grow_i(seg_word, cap)
-                        seg_g = _grow_f(seg_g, cap)
-                        seg_a = _grow_f(seg_a, cap)
-                        seg_tid = _grow_i(seg_tid, cap + 1)
-                    while num_tids + n_path > tid_cap:
-                        tid_cap *= 2
-                        tids = _grow_i(tids, tid_cap)
-                    for k in range(n_path - 1, -1, -1):
-                        lab = ilabel[path[k]]
-                        if lab != 0:
-                            tids[num_tids] = lab
-                            num_tids += 1
-                    seg_src[num_segs] = node_of[b]
-                    seg_dst[num_segs] = end
-                    seg_word[num_segs] = w
-                    seg_g[num_segs] = cost_g[s] + extra
-                    seg_a[num_segs] = cost_a[s]
-                    num_segs += 1
-                    seg_tid[num_segs] = num_tids
+                    seg_i, seg_f, seg_tid, tids, num_segs = _add_segment(
+                        seg_i, seg_f, seg_tid, tids, num_segs, node_of[b], end, w,
+                        cost_g[s] + extra, cost_a[s], path, n_path, ilabel,
+                    )  # fmt: skip
             for k in range(n_touched):
                 cost_g[touched[k]] = np.inf
                 cost_a[touched[k]] = np.inf
                 back[touched[k]] = -1
     return (
         node_state,
-        seg_src[:num_segs].copy(),
-        seg_dst[:num_segs].copy(),
-        seg_word[:num_segs].copy(),
-        seg_g[:num_segs].copy(),
-        seg_a[:num_segs].copy(),
+        seg_i[:num_segs, 0].copy(),
+        seg_i[:num_segs, 1].copy(),
+        seg_i[:num_segs, 2].copy(),
+        seg_f[:num_segs, 0].copy(),
+        seg_f[:num_segs, 1].copy(),
         seg_tid[: num_segs + 1].copy(),
-        tids[:num_tids].copy(),
+        tids[: seg_tid[num_segs]].copy(),
     )
 
 
 @numba.njit(cache=True, nogil=True)
-def _grow_i(x, size):
-    y = np.empty(size, np.int64)
-    y[: x.shape[0]] = x
-    return y
+def _relax(arc, d, cg, ca, scale, cost_g, cost_a, back, touched, n_touched, heap):
+    """Reach state ``d`` through ``arc`` at (cg, ca); returns the new touched count."""
+    if cost_g[d] == np.inf:
+        touched[n_touched] = d
+        n_touched += 1
+        heapq.heappush(heap, d)
+    elif not cg + scale * ca < cost_g[d] + scale * cost_a[d]:
+        return n_touched
+    cost_g[d] = cg
+    cost_a[d] = ca
+    back[d] = arc
+    return n_touched
 
 
 @numba.njit(cache=True, nogil=True)
-def _grow_f(x, size):
-    y = np.empty(size, np.float64)
-    y[: x.shape[0]] = x
-    return y
+def _add_segment(seg_i, seg_f, seg_tid, tids, n, src, dst, word, g, a, path, n_path, ilabel):
+    """Append a segment whose tids are the non-epsilon ilabels of ``path[n_path-1::-1]``
+    (arrays doubled when full); returns the arrays and the new count."""
+    if n == seg_i.shape[0]:
+        grown_i = np.empty((2 * n, 3), np.int64)
+        grown_f = np.empty((2 * n, 2), np.float64)
+        grown_t = np.zeros(2 * n + 1, np.int64)
+        grown_i[:n] = seg_i
+        grown_f[:n] = seg_f
+        grown_t[: n + 1] = seg_tid
+        seg_i, seg_f, seg_tid = grown_i, grown_f, grown_t
+    num_tids = seg_tid[n]
+    if num_tids + n_path > tids.shape[0]:
+        grown = np.empty(max(2 * tids.shape[0], num_tids + n_path), np.int64)
+        grown[:num_tids] = tids[:num_tids]
+        tids = grown
+    for k in range(n_path - 1, -1, -1):
+        label = ilabel[path[k]]
+        if label != 0:
+            tids[num_tids] = label
+            num_tids += 1
+    seg_i[n, 0] = src
+    seg_i[n, 1] = dst
+    seg_i[n, 2] = word
+    seg_f[n, 0] = g
+    seg_f[n, 1] = a
+    seg_tid[n + 1] = num_tids
+    return seg_i, seg_f, seg_tid, tids, n + 1
