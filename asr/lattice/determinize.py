@@ -50,19 +50,17 @@ def determinize(
     ``MAX_SUBSET_SIZE`` elements and residual tids in all (a very bushy lattice: the
     number of word sequences grows exponentially with the beam), the raw lattice is
     pruned with a beam half as wide and determinized again, as Kaldi's
-    ``lattice-determinize-pruned`` does when it reaches ``--max-mem``.
+    ``lattice-determinize-pruned`` does when it reaches ``--max-mem``; the result's
+    ``beam`` says within what beam of the best its word sequences are complete.
     """
     if beam is not None:
         raw = raw.pruned(beam)
-    current = beam
     while True:
         lat = _determinize_once(raw, max_states, raw.lattice_beam)
         if lat is not None:
-            return dataclasses.replace(lat, reached_final=raw.reached_final)
-        if current is None:
-            current = _widest_beam(raw)
-        current *= 0.5
-        raw = raw.pruned(current)
+            return dataclasses.replace(lat, reached_final=raw.reached_final, beam=raw.lattice_beam)
+        current = raw.lattice_beam if np.isfinite(raw.lattice_beam) else _widest_beam(raw)
+        raw = raw.pruned(0.5 * current)
 
 
 def _widest_beam(raw: RawLattice) -> float:

@@ -68,6 +68,7 @@ class WordLattice:
     num_frames: int
     acoustic_scale: float
     reached_final: bool = True  # False: the search ended in no final state (all were made final)
+    beam: float = float("inf")  # every word sequence within this beam of the best is here
 
     # -- construction -------------------------------------------------------------
     @classmethod
